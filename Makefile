@@ -1,0 +1,53 @@
+# Two commands set everything up on a fresh machine with Python 3.11:
+#   make demo   install, train on the default data if no checkpoint, export, serve the demo
+#   make test   install, run the test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARTIFACTS ?= artifacts
+CHECKPOINT ?= $(ARTIFACTS)/bn-lenet.pt
+ONNX_DIR ?= $(ARTIFACTS)/onnx
+# The real RMB photos, when this checkout sits beside the shared data folder.
+RMB_DATA_DIR ?= $(if $(wildcard ../shared/data/rmb),$(abspath ../shared/data/rmb),)
+export RMB_DATA_DIR
+PYTEST_ARGS ?=
+
+.PHONY: install demo train export test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+$(CHECKPOINT): | $(STAMP)
+	$(PY) -m train --out $(CHECKPOINT)
+
+train: $(CHECKPOINT)
+
+export: $(CHECKPOINT)
+	$(PY) -m export --checkpoint $(CHECKPOINT) --out $(ONNX_DIR)
+
+demo: $(CHECKPOINT)
+	test -e $(ONNX_DIR) || $(MAKE) export
+	$(PY) -m demo --checkpoint $(CHECKPOINT) --onnx-dir $(ONNX_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.train_speed $(if $(RMB_DATA_DIR),--data $(RMB_DATA_DIR),)
+
+clean:
+	rm -rf $(ARTIFACTS) .pytest_cache .ruff_cache

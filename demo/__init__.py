@@ -1,0 +1,1 @@
+"""The Gradio demo contrasting folded and unfolded inference."""

@@ -1,0 +1,1 @@
+"""ONNX export of the unfolded and folded networks, with parity proofs."""

@@ -1,0 +1,84 @@
+"""``python -m train``: train LeNet / BN-LeNet on RMB photos (or the synthetic set).
+
+Example::
+
+    python -m train --data ../shared/data/rmb --model bn-lenet --epochs 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from train.models import ARCHS, INITS
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train LeNet or BN-LeNet on an ImageFolder of banknote photos "
+        "(DIR/1/*.jpg, DIR/100/*.jpg) and write a self-describing checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="ImageFolder with one sub-folder per class; default: the synthetic RMB-like set, "
+        "generated once under --synthetic-dir",
+    )
+    p.add_argument("--model", default="bn-lenet", choices=ARCHS, help="architecture")
+    p.add_argument("--init", default="default", choices=INITS, help="weight initialisation")
+    p.add_argument("--epochs", type=int, default=10, help="total epochs")
+    p.add_argument("--batch-size", type=int, default=16, help="mini-batch size")
+    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
+    p.add_argument(
+        "--seed", type=int, default=1, help="seed for init, split, order and augmentation"
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--out", default="artifacts/bn-lenet.pt", help="checkpoint path")
+    p.add_argument("--resume", action="store_true", help="continue --out from its last epoch")
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip unreadable image files (with a count) instead of stopping",
+    )
+    p.add_argument(
+        "--synthetic-dir", default="artifacts/data", help="cache folder of the synthetic set"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from train.trainer import TrainConfig, fit
+
+    if args.epochs < 1 or args.batch_size < 2:
+        raise ValueError("--epochs must be >= 1 and --batch-size >= 2")
+    cfg = TrainConfig(
+        data=args.data,
+        model=args.model,
+        init=args.init,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        out=args.out,
+        resume=args.resume,
+        skip_bad_images=args.skip_bad_images,
+        synthetic_dir=args.synthetic_dir,
+    )
+    fit(cfg)
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    from train.cli import run_cli, setup_logging
+
+    args = get_args_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return run_cli(lambda: main(args), "python -m train")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,73 @@
+"""One training epoch and one evaluation pass over in-memory uint8 image sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from train.dataset import ImageSet
+from train.transforms import eval_batch, train_batch
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    acc: float
+    step_losses: list[float]
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+    """Shuffled index batches; a trailing batch of one is dropped (BatchNorm cannot train on it)."""
+    order = torch.randperm(n, generator=generator)
+    out = list(order.split(batch_size))
+    if len(out) > 1 and len(out[-1]) == 1:
+        out.pop()
+    return out
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: ImageSet,
+    optimizer: torch.optim.Optimizer,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    desc: str = "train",
+) -> EpochStats:
+    """Train ``model`` for one pass over ``data`` with the course's augmentation per batch."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    total_loss, correct, seen, step_losses = 0.0, 0, 0, []
+    bar = tqdm(batches(len(data), batch_size, generator), desc=desc, leave=False, disable=None)
+    for idx in bar:
+        idx = idx.to(data.images.device)
+        inputs, targets = train_batch(data.images[idx], generator), data.labels[idx]
+        logits = model(inputs)
+        loss = loss_fn(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step_loss = loss.item()
+        step_losses.append(step_loss)
+        total_loss += step_loss * len(idx)
+        correct += (logits.argmax(1) == targets).sum().item()
+        seen += len(idx)
+        bar.set_postfix(loss=f"{step_loss:.4f}", acc=f"{correct / seen:.2%}")
+    return EpochStats(total_loss / seen, correct / seen, step_losses)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (eval mode) on ``data``."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        inputs = eval_batch(data.images[start : start + batch_size])
+        targets = data.labels[start : start + batch_size]
+        logits = model(inputs)
+        total_loss += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+        correct += (logits.argmax(1) == targets).sum().item()
+    return total_loss / len(data), correct / len(data)

@@ -1,0 +1,243 @@
+"""Fit a LeNet / BN-LeNet on an image folder, checkpointing every epoch so it can resume.
+
+The library half of ``python -m train``: the CLI turns flags into a :class:`TrainConfig` and
+calls :func:`fit`. Every epoch ends with an atomic checkpoint, so an interrupted run loses at
+most the epoch in progress, and ``resume=True`` continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from train import checkpoint as ckpt_io
+from train.atomic import atomic_open
+from train.dataset import ImageSet, load_images, subset
+from train.engine import evaluate, train_one_epoch
+from train.imagefolder import FileList, scan_image_folder
+from train.models import build_model, initialize_weights
+from train.split import stratified_split
+from train.transforms import INPUT_SIZE, MEAN, STD
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC = "synthetic"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; the defaults are the course's."""
+
+    data: str | None = None  # image folder; None = the synthetic RMB-like set
+    model: str = "bn-lenet"
+    init: str = "default"
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    step_size: int = 10
+    gamma: float = 0.1
+    seed: int = 1
+    device: str = "auto"
+    out: str = "artifacts/bn-lenet.pt"
+    resume: bool = False
+    skip_bad_images: bool = False
+    synthetic_dir: str = "artifacts/data"
+
+
+@dataclass
+class SplitData:
+    """The decoded train/valid/test sets of one data folder and how they were made."""
+
+    files: FileList
+    split: dict[str, list[str]]
+    sets: dict[str, ImageSet]
+    data_label: str  # the folder as given, or "synthetic"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when this machine has it, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available: use --device cpu")
+    return device
+
+
+def resolve_data_dir(data: str | None, synthetic_dir: str | Path) -> tuple[Path, str]:
+    """The folder to read and the label recorded in the checkpoint ("synthetic" if generated)."""
+    if data is not None:
+        return Path(data), str(data)
+    from train.synthetic import ensure_synthetic
+
+    return ensure_synthetic(Path(synthetic_dir)), SYNTHETIC
+
+
+def prepare_data(
+    data: str | None,
+    *,
+    seed: int,
+    synthetic_dir: str | Path = "artifacts/data",
+    skip_bad_images: bool = False,
+    split: dict[str, list[str]] | None = None,
+) -> SplitData:
+    """Scan, decode once, and split (or reuse a recorded ``split``) a data folder."""
+    root, label = resolve_data_dir(data, synthetic_dir)
+    files = scan_image_folder(root)
+    everything = load_images(files, list(files.paths), skip_bad=skip_bad_images)
+    files = files.only(everything.paths)
+    if split is None:
+        split = stratified_split(files, seed)
+    sets = {name: subset(everything, paths) for name, paths in split.items()}
+    return SplitData(files, split, sets, label)
+
+
+def _new_checkpoint(cfg: TrainConfig, data: SplitData) -> dict[str, Any]:
+    return {
+        "format_version": ckpt_io.FORMAT_VERSION,
+        "arch": cfg.model,
+        "model": ckpt_io.model_spec(cfg.model, len(data.files.class_names)),
+        "class_names": list(data.files.class_names),
+        "input_size": list(INPUT_SIZE),
+        "mean": list(MEAN),
+        "std": list(STD),
+        "folded": False,
+        "metrics": {"history": [], "step_losses": [], "test_acc": None},
+        "split": data.split,
+        "data": data.data_label,
+        "data_dir": str(data.files.root),
+        "args": dataclasses.asdict(cfg),
+        "epoch": 0,
+    }
+
+
+def _check_resumable(old: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
+    for key in ("model", "init", "batch_size", "lr", "momentum", "seed", "data"):
+        if old["args"].get(key) != getattr(cfg, key):
+            raise ValueError(
+                f"--resume: {out} was trained with {key}={old['args'].get(key)!r}, "
+                f"not {getattr(cfg, key)!r}; pass the same flags or a new --out"
+            )
+
+
+def fit(cfg: TrainConfig) -> dict[str, Any]:
+    """Train per ``cfg``; write checkpoint, metrics JSON and curves PNG; return the checkpoint."""
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    resumed = ckpt_io.load_checkpoint(out) if cfg.resume and out.exists() else None
+    if cfg.resume and resumed is None:
+        log.info("--resume: no checkpoint at %s yet, starting from scratch", out)
+    if resumed is not None:
+        _check_resumable(resumed, cfg, out)
+    data = prepare_data(
+        cfg.data,
+        seed=cfg.seed,
+        synthetic_dir=cfg.synthetic_dir,
+        skip_bad_images=cfg.skip_bad_images,
+        split=resumed["split"] if resumed else None,
+    )
+    sets = {name: s.to(device) for name, s in data.sets.items()}
+    log.info(
+        "data: %s (%s), classes %s, train/valid/test = %d/%d/%d, device %s",
+        data.data_label,
+        data.files.root,
+        ", ".join(data.files.class_names),
+        *(len(sets[s]) for s in ("train", "valid", "test")),
+        device,
+    )
+
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, len(data.files.class_names))
+    initialize_weights(model, cfg.init)
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    ckpt = _new_checkpoint(cfg, data)
+    if resumed is not None:
+        model.load_state_dict(resumed["state_dict"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        generator.set_state(resumed["rng"])
+        ckpt["metrics"] = resumed["metrics"]
+        ckpt["epoch"] = resumed["epoch"]
+        log.info("resumed %s after epoch %d", out, resumed["epoch"])
+
+    with logging_redirect_tqdm():
+        for epoch in range(ckpt["epoch"] + 1, cfg.epochs + 1):
+            stats = train_one_epoch(
+                model,
+                sets["train"],
+                optimizer,
+                batch_size=cfg.batch_size,
+                generator=generator,
+                desc=f"epoch {epoch}/{cfg.epochs}",
+            )
+            scheduler.step()
+            valid_loss, valid_acc = evaluate(model, sets["valid"])
+            ckpt["metrics"]["history"].append(
+                {
+                    "epoch": epoch,
+                    "train_loss": stats.loss,
+                    "train_acc": stats.acc,
+                    "valid_loss": valid_loss,
+                    "valid_acc": valid_acc,
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
+            )
+            ckpt["metrics"]["step_losses"].append(stats.step_losses)
+            log.info(
+                "epoch %d/%d  train loss %.4f acc %.2f%%  valid loss %.4f acc %.2f%%",
+                epoch,
+                cfg.epochs,
+                stats.loss,
+                100 * stats.acc,
+                valid_loss,
+                100 * valid_acc,
+            )
+            ckpt.update(
+                epoch=epoch,
+                state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                rng=generator.get_state(),
+            )
+            ckpt_io.save_checkpoint(ckpt, out)
+
+    if "state_dict" not in ckpt:  # resumed a finished run: nothing was trained
+        ckpt.update({k: resumed[k] for k in ("state_dict", "optimizer", "scheduler", "rng")})
+    _, test_acc = evaluate(model, sets["test"])
+    ckpt["metrics"]["test_acc"] = test_acc
+    ckpt_io.save_checkpoint(ckpt, out)
+    log.info(
+        "test accuracy %.2f%% (%d images); checkpoint %s", 100 * test_acc, len(sets["test"]), out
+    )
+    write_reports(ckpt, out)
+    return ckpt
+
+
+def write_reports(ckpt: dict[str, Any], out: Path) -> None:
+    """The metrics as JSON and the training curves as PNG, next to the checkpoint."""
+    from train.plots import plot_runs
+
+    metrics_path = out.with_suffix(".metrics.json")
+    with atomic_open(metrics_path) as fh:
+        json.dump({"arch": ckpt["arch"], "data": ckpt["data"], **ckpt["metrics"]}, fh, indent=2)
+    curves = plot_runs(
+        {ckpt["arch"]: ckpt["metrics"]},
+        out.with_suffix(".curves.png"),
+        title=f"{ckpt['arch']} on {ckpt['data']}",
+    )
+    log.info("wrote %s and %s", metrics_path, curves)
