@@ -46,6 +46,7 @@ class TrainConfig:
     gamma: float = 0.1
     seed: int = 1
     device: str = "auto"
+    threads: int = 1  # CPU threads; LeNet's batch-16 steps are fastest on one
     out: str = "artifacts/bn-lenet.pt"
     resume: bool = False
     skip_bad_images: bool = False
@@ -120,7 +121,7 @@ def _new_checkpoint(cfg: TrainConfig, data: SplitData) -> dict[str, Any]:
 
 
 def _check_resumable(old: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
-    for key in ("model", "init", "batch_size", "lr", "momentum", "seed", "data"):
+    for key in ("model", "init", "batch_size", "lr", "momentum", "seed", "data", "threads"):
         if old["args"].get(key) != getattr(cfg, key):
             raise ValueError(
                 f"--resume: {out} was trained with {key}={old['args'].get(key)!r}, "
@@ -130,6 +131,15 @@ def _check_resumable(old: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
 
 def fit(cfg: TrainConfig) -> dict[str, Any]:
     """Train per ``cfg``; write checkpoint, metrics JSON and curves PNG; return the checkpoint."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _fit(cfg)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _fit(cfg: TrainConfig) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     resumed = ckpt_io.load_checkpoint(out) if cfg.resume and out.exists() else None
