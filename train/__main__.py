@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from train.models import ARCHS, INITS
+from train.names import ARCHS, INITS
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -81,11 +81,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)  # before any heavy import: --help is instant
     from train.cli import run_cli, setup_logging
 
-    args = get_args_parser().parse_args(argv)
     setup_logging(args.verbose)
-    return run_cli(lambda: main(args), "python -m train")
+    return run_cli(lambda: main(args), "python -m train", verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ and dicts, never pickled code. Keys (``format_version`` 1):
 from __future__ import annotations
 
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from train.models import ARCHS, build_model
 
 FORMAT_VERSION = 1
 FACTORY = "train.models:build_model"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # torch bolds part of its weights-only refusal
 REQUIRED_KEYS = (
     "format_version",
     "arch",
@@ -61,15 +62,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path} was refused by torch.load(weights_only=True): it holds pickled code or is "
-            f"not a checkpoint ({first[:160]})"
+            f"not a checkpoint ({_unpickling_reason(e)})"
         ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (or it is truncated)") from e
+    except Exception as e:
+        # Bytes that are not a checkpoint reach torch's restricted unpickler as arbitrary
+        # opcodes, which fail with KeyError, IndexError, struct.error, ... not only the types
+        # a zip reader raises; every one of them means "not a checkpoint" here.
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (or it is truncated): {type(e).__name__}"
+        ) from e
     validate(ckpt, path)
     return ckpt
+
+
+def _unpickling_reason(error: pickle.UnpicklingError) -> str:
+    """The line of torch's multi-line weights-only refusal that says what was refused."""
+    lines = [_ANSI.sub("", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return type(error).__name__
+    reason = next((line for line in lines if "WeightsUnpickler error:" in line), lines[0])
+    reason = reason.removeprefix("WeightsUnpickler error:").strip()
+    return reason.split(". ")[0][:160]  # "Unsupported global: GLOBAL x.Y was not an allowed ..."
 
 
 def validate(ckpt: Any, path: str | Path = "checkpoint") -> None:

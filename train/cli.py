@@ -18,11 +18,16 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def run_cli(main: Callable[[], int], prog: str) -> int:
-    """Run ``main``; a user error becomes one line on stderr and exit code 2, not a traceback."""
+def run_cli(main: Callable[[], int], prog: str, *, verbose: bool = False) -> int:
+    """Run ``main``; a user error becomes one line on stderr and exit code 2, not a traceback.
+
+    ``verbose`` keeps the traceback, for when the one line is not enough to find a bug.
+    """
     try:
         return main()
     except USER_ERRORS as e:
+        if verbose:
+            raise
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

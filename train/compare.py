@@ -119,8 +119,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    _args = get_args_parser().parse_args()
     from train.cli import run_cli, setup_logging
 
     setup_logging()
-    _args = get_args_parser().parse_args()
     sys.exit(run_cli(lambda: main(_args), "python -m train.compare"))

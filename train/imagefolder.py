@@ -40,10 +40,13 @@ class FileList:
         )
 
 
-def _class_sort_key(name: str) -> tuple[int, int | str]:
+def _class_sort_key(name: str) -> tuple[int, int, str]:
     # "1" < "100" < "20" alphabetically is fine, but numeric names read better numerically;
-    # RMB's classes "1" and "100" get the same order either way.
-    return (0, int(name)) if name.isdigit() else (1, name)
+    # RMB's classes "1" and "100" get the same order either way. The name breaks ties ("01"
+    # and "1") so that labels never depend on directory listing order, and only ASCII digits
+    # count as numbers ("²".isdigit() is True, but int("²") fails).
+    numeric = name.isascii() and name.isdigit()
+    return (0, int(name), name) if numeric else (1, 0, name)
 
 
 def scan_image_folder(root: str | Path) -> FileList:

@@ -160,52 +160,48 @@ def write_json(results: dict[str, dict[str, Any]], path: Path) -> None:
 
 def plot_init_study(results: dict[str, dict[str, Any]], path: Path) -> None:
     """Log-scale std per layer for each condition, with an ✕ and a note at each nan layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure renders with Agg without touching pyplot's global backend or figure list.
+    from matplotlib.figure import Figure
     from matplotlib.transforms import blended_transform_factory
 
-    fig, ax = plt.subplots(figsize=(9, 5))
-    try:
-        # x in data coordinates, y in axes coordinates: a nan has no height, so mark it at the top.
-        top_of_axes = blended_transform_factory(ax.transData, ax.transAxes)
-        for name, result in results.items():
-            stds = [math.nan if std is None else std for std in result["std"]]
-            (line,) = ax.plot(range(len(stds)), stds, label=name, linewidth=1.5)
-            nan_layer = result["nan_layer"]
-            if nan_layer is not None:
-                ax.axvline(nan_layer, color=line.get_color(), linestyle=":", linewidth=1)
-                ax.plot(
-                    nan_layer,
-                    0.97,
-                    marker="X",
-                    markersize=12,
-                    color=line.get_color(),
-                    transform=top_of_axes,
-                    clip_on=False,
-                    linestyle="none",
-                )
-                ax.annotate(
-                    f"{name}: nan at layer {nan_layer}",
-                    xy=(nan_layer, 0.97),
-                    xycoords=top_of_axes,
-                    xytext=(8, -4),
-                    textcoords="offset points",
-                    color=line.get_color(),
-                    va="top",
-                )
-        ax.set_yscale("log")
-        ax.set_xlabel("layer (0-based)")
-        ax.set_ylabel("output std after ReLU")
-        ax.set_title("100-layer MLP: activation std per layer by initialisation")
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="lower left")
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(9, 5))
+    ax = fig.subplots()
+    # x in data coordinates, y in axes coordinates: a nan has no height, so mark it at the top.
+    top_of_axes = blended_transform_factory(ax.transData, ax.transAxes)
+    for name, result in results.items():
+        stds = [math.nan if std is None else std for std in result["std"]]
+        (line,) = ax.plot(range(len(stds)), stds, label=name, linewidth=1.5)
+        nan_layer = result["nan_layer"]
+        if nan_layer is not None:
+            ax.axvline(nan_layer, color=line.get_color(), linestyle=":", linewidth=1)
+            ax.plot(
+                nan_layer,
+                0.97,
+                marker="X",
+                markersize=12,
+                color=line.get_color(),
+                transform=top_of_axes,
+                clip_on=False,
+                linestyle="none",
+            )
+            ax.annotate(
+                f"{name}: nan at layer {nan_layer}",
+                xy=(nan_layer, 0.97),
+                xycoords=top_of_axes,
+                xytext=(8, -4),
+                textcoords="offset points",
+                color=line.get_color(),
+                va="top",
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (0-based)")
+    ax.set_ylabel("output std after ReLU")
+    ax.set_title("100-layer MLP: activation std per layer by initialisation")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
 
 
 def summary_table(results: dict[str, dict[str, Any]]) -> str:

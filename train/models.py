@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-ARCHS = ("lenet", "bn-lenet")
-INITS = ("default", "course", "kaiming", "normal")
+from train.names import ARCHS, INITS
+
+__all__ = ["ARCHS", "INITS", "LeNet", "build_model", "initialize_weights"]
 
 
 class LeNet(nn.Module):

@@ -14,12 +14,11 @@ def plot_runs(runs: dict[str, dict[str, Any]], path: str | Path, title: str = ""
     ``runs`` maps a label to a checkpoint's ``metrics`` dict (``history`` list and
     ``step_losses``). One figure, three panels, written atomically as PNG.
     """
-    import matplotlib
+    # A bare Figure renders with Agg without touching pyplot's global backend or figure list.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_step, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = Figure(figsize=(15, 4.2))
+    ax_step, ax_loss, ax_acc = fig.subplots(1, 3)
     for i, (label, metrics) in enumerate(runs.items()):
         color = f"C{i}"
         steps = [x for epoch in metrics.get("step_losses", []) for x in epoch]
@@ -73,5 +72,4 @@ def plot_runs(runs: dict[str, dict[str, Any]], path: str | Path, title: str = ""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return path

@@ -114,7 +114,7 @@ def _new_checkpoint(cfg: TrainConfig, data: SplitData) -> dict[str, Any]:
         "metrics": {"history": [], "step_losses": [], "test_acc": None},
         "split": data.split,
         "data": data.data_label,
-        "data_dir": str(data.files.root),
+        "data_dir": str(data.files.root.resolve()),
         "args": dataclasses.asdict(cfg),
         "epoch": 0,
     }
