@@ -52,10 +52,11 @@ def _broadcast(vec: Tensor, weight: Tensor, axis: int, groups: int) -> Tensor:
     """Shape a per-channel vector so it multiplies ``weight`` along ``axis`` (grouped if needed)."""
     if axis == 0:
         return vec.reshape(-1, *([1] * (weight.dim() - 1)))
-    # axis 1 of a grouped weight: channel c = g * per_group + j
-    per_group = weight.shape[1]
-    shaped = vec.reshape(groups, 1, per_group, *([1] * (weight.dim() - 2)))
-    return shaped if groups > 1 else shaped.reshape(1, per_group, *([1] * (weight.dim() - 2)))
+    if groups == 1:  # (in, out, *k): channel c is index c of axis 1
+        return vec.reshape(1, -1, *([1] * (weight.dim() - 2)))
+    # ``weight`` is already grouped, (groups, in/groups, out/groups, *k): channel
+    # c = g * out_per_group + j sits at [g, :, j]
+    return vec.reshape(groups, 1, -1, *([1] * (weight.dim() - 3)))
 
 
 def fold_into_producer(
