@@ -7,10 +7,10 @@ see at a glance which ones were left and why.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     """Where a BatchNorm went."""
 
     INTO_PRODUCER = "into-producer"  # conv/linear → BN: folded into the layer before it
@@ -68,7 +68,9 @@ class FoldReport:
         rows += [(r.bn, r.direction.value, r.target or "-", r.reason or "") for r in self.records]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
+            + "  "
+            + row[3]
             for row in rows
         ]
         lines.insert(1, "-" * len(lines[0]))
