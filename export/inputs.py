@@ -1,0 +1,81 @@
+"""The inputs a parity run feeds every variant: real held-out images and random batches.
+
+Real images are the checkpoint's recorded valid and test split, decoded and normalised exactly as
+evaluation did (:mod:`train.transforms`), so parity is proven on the data the model was judged on.
+Only those images are decoded, not the training split. Random batches of 1, 7 and 64 add inputs
+off the data manifold and exercise the dynamic batch axis with odd and large sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from export.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+RANDOM_BATCH_SIZES = (1, 7, 64)
+DATA_SPLITS = ("valid", "test")
+
+
+@dataclass(frozen=True)
+class ParityInput:
+    """One batch of model input (normalised float32 NCHW) and where it came from."""
+
+    name: str
+    images: Tensor
+
+
+def data_inputs(ckpt: dict[str, Any], data: str | None = None) -> list[ParityInput]:
+    """The checkpoint's valid and test images, from ``data`` or the folder it was trained on.
+
+    An explicit ``data`` folder that cannot supply them is an error; a recorded folder that is
+    gone (the checkpoint travelled without its data) only means no real images: logged, [].
+    """
+    from train.dataset import load_images
+    from train.imagefolder import DataError, scan_image_folder
+    from train.transforms import normalize
+
+    folder = data if data is not None else ckpt.get("data_dir")
+    if folder is None or not Path(folder).is_dir():
+        if data is not None:
+            raise ExportError(f"--data folder not found: {data}")
+        log.warning(
+            "data folder %s is not here: parity runs on random inputs only (pass --data DIR "
+            "for the valid/test images)",
+            folder,
+        )
+        return []
+    wanted = {name: list(ckpt["split"].get(name, [])) for name in DATA_SPLITS}
+    try:
+        files = scan_image_folder(folder)
+        images = load_images(files, [p for paths in wanted.values() for p in paths], desc="decode")
+    except DataError as e:
+        raise ExportError(f"cannot read the checkpoint's valid/test images: {e}") from e
+    index = {p: i for i, p in enumerate(images.paths)}
+    out = []
+    for name, paths in wanted.items():
+        rows = [index[p] for p in paths if p in index]
+        if not rows:
+            continue
+        batch = normalize(images.images[rows], tuple(ckpt["mean"]), tuple(ckpt["std"]))
+        out.append(ParityInput(f"{name} images", batch))
+    log.info("parity data: %s from %s", ", ".join(f"{len(i.images)} {i.name}" for i in out), folder)
+    return out
+
+
+def random_inputs(
+    input_size: tuple[int, int], batch_sizes: tuple[int, ...] = RANDOM_BATCH_SIZES, seed: int = 0
+) -> list[ParityInput]:
+    """Standard-normal batches (the scale of normalised images), reproducible from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        ParityInput(f"random batch {n}", torch.randn(n, 3, *input_size, generator=generator))
+        for n in batch_sizes
+    ]

@@ -1,0 +1,208 @@
+"""The whole export of one checkpoint: fold, write both ONNX files, prove parity, serve.
+
+The library half of ``python -m export`` (:func:`export_checkpoint` and :func:`verify_files`);
+the CLI turns flags into an :class:`ExportConfig` and prints what comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from export.errors import ExportError
+from export.onnx_writer import DEFAULT_OPSET
+from export.triton import DEFAULT_MAX_BATCH_SIZE
+
+log = logging.getLogger(__name__)
+
+UNFOLDED = "unfolded"
+FOLDED = "folded"
+
+
+@dataclass
+class ExportConfig:
+    """Everything an export depends on; the defaults are the CLI's."""
+
+    checkpoint: str
+    out: str = "artifacts/onnx"
+    data: str | None = None
+    opset: int = DEFAULT_OPSET
+    exporter: str = "torchscript"
+    triton_repo: str | None = None
+    triton_cpu_only: bool = False
+    triton_max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+
+
+@dataclass
+class ExportResult:
+    """The files an export wrote (or verified) and its parity proof."""
+
+    files: dict[str, Path]  # "unfolded"/"folded" → .onnx
+    parity: Any  # export.parity_run.ParityReport
+    written: list[Path] = field(default_factory=list)  # everything written, in order
+
+
+@dataclass
+class _Source:
+    """A loaded checkpoint, its model, and the fold of it."""
+
+    path: Path
+    sha256: str
+    ckpt: dict[str, Any]
+    unfolded: Any  # nn.Module, eval mode
+    folded: Any  # nn.Module, eval mode
+    fold_report: dict[str, Any]
+    num_bn: int
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (int(self.ckpt["input_size"][0]), int(self.ckpt["input_size"][1]))
+
+
+def onnx_paths(out: str | Path, checkpoint: str | Path) -> dict[str, Path]:
+    """``<out>/<stem>.unfolded.onnx`` and ``<out>/<stem>.folded.onnx`` for a checkpoint."""
+    stem = Path(checkpoint).stem
+    return {kind: Path(out) / f"{stem}.{kind}.onnx" for kind in (UNFOLDED, FOLDED)}
+
+
+def _load_source(checkpoint: str | Path) -> _Source:
+    import torch
+
+    import bnfold
+    from bnfold.bn_stats import is_batchnorm
+    from export.metadata import sha256_file
+    from train.checkpoint import build_from_checkpoint, load_checkpoint
+
+    path = Path(checkpoint)
+    ckpt = load_checkpoint(path)
+    if ckpt.get("folded"):
+        raise ExportError(
+            f"{path} holds an already folded model (written by python -m bnfold): export needs "
+            "the training checkpoint it came from, for the unfolded file and the reference"
+        )
+    sha256 = sha256_file(path)
+    model = build_from_checkpoint(ckpt)
+    size = (int(ckpt["input_size"][0]), int(ckpt["input_size"][1]))
+    result = bnfold.fold(model, torch.zeros(2, 3, *size))
+    folded = result.model.eval()
+    num_bn = sum(is_batchnorm(m) for m in model.modules())
+    log.info(
+        "checkpoint %s (%s, sha256 %s…): %d/%d BatchNorms folded",
+        path,
+        ckpt["arch"],
+        sha256[:12],
+        result.report.num_folded,
+        num_bn,
+    )
+    return _Source(path, sha256, ckpt, model, folded, result.report.to_dict(), num_bn)
+
+
+def _prepare_out(out: Path) -> None:
+    """Fail before any work when ``out`` cannot take files (not after a minute of it)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise ExportError(f"cannot write to --out {out}: {e.strerror or e}") from e
+
+
+def _expected_bn(kind: str, source: _Source) -> int:
+    return source.num_bn if kind == UNFOLDED else 0
+
+
+def _check_bn_count(kind: str, proto, source: _Source, path: Path | str) -> None:
+    from export.onnx_writer import count_ops
+
+    found, expected = count_ops(proto, "BatchNormalization"), _expected_bn(kind, source)
+    if kind == FOLDED and source.fold_report["num_folded"] < source.num_bn:
+        expected = found  # bnfold left some BatchNorms and said why in the fold report
+        log.warning("%s keeps %d BatchNormalization node(s) that bnfold left", path, found)
+    if found != expected:
+        raise ExportError(
+            f"{path} has {found} BatchNormalization node(s), expected {expected} for the "
+            f"{kind} model: re-export with python -m export"
+        )
+
+
+def export_checkpoint(cfg: ExportConfig) -> ExportResult:
+    """Write both ONNX files, ``parity.json``/``parity.md`` and (if asked) a Triton repository."""
+    from export import metadata, onnx_writer
+    from export.parity_run import prove_parity, write_parity
+
+    onnx_writer.check_opset(cfg.opset, cfg.exporter)
+    out = Path(cfg.out)
+    _prepare_out(out)
+    source = _load_source(cfg.checkpoint)
+    files = onnx_paths(out, cfg.checkpoint)
+    models = {UNFOLDED: source.unfolded, FOLDED: source.folded}
+    written: list[Path] = []
+    for kind in tqdm(files, desc="export", unit="file", leave=False, disable=None):
+        proto = onnx_writer.to_onnx(
+            models[kind], source.input_size, opset=cfg.opset, exporter=cfg.exporter
+        )
+        _check_bn_count(kind, proto, source, files[kind])
+        meta = metadata.build_metadata(
+            source.ckpt,
+            checkpoint_sha256=source.sha256,
+            fold_report=source.fold_report,
+            folded=kind == FOLDED,
+            exporter=cfg.exporter,
+        )
+        proto = metadata.with_metadata(proto, meta)
+        onnx_writer.check(proto)
+        onnx_writer.save(proto, files[kind])
+        written.append(files[kind])
+        log.info("wrote %s (opset %d, %s exporter)", files[kind], cfg.opset, cfg.exporter)
+
+    report = prove_parity(source.unfolded, source.folded, files, _inputs(source, cfg.data))
+    written += write_parity(report, out)
+    if cfg.triton_repo is not None:
+        from export.triton import write_repository
+
+        stem = Path(cfg.checkpoint).stem
+        written += write_repository(
+            cfg.triton_repo,
+            {f"{stem}_{kind}": path for kind, path in files.items()},
+            list(source.ckpt["class_names"]),
+            max_batch_size=cfg.triton_max_batch_size,
+            cpu_only=cfg.triton_cpu_only,
+        )
+    return ExportResult(files, report, written)
+
+
+def verify_files(cfg: ExportConfig) -> ExportResult:
+    """Re-check existing ONNX files against the checkpoint; write nothing.
+
+    A file exported from another checkpoint (its ``checkpoint_sha256`` differs) is an error, not
+    a parity failure: comparing it would only prove that two different models differ.
+    """
+    from export import metadata, onnx_writer
+    from export.parity_run import prove_parity
+
+    source = _load_source(cfg.checkpoint)
+    files = onnx_paths(cfg.out, cfg.checkpoint)
+    for kind, path in files.items():
+        proto = onnx_writer.load(path)
+        recorded = metadata.read_metadata(proto).get(metadata.CHECKPOINT_SHA256)
+        if recorded != source.sha256:
+            raise ExportError(
+                f"{path} was exported from a checkpoint with sha256 {str(recorded)[:12]}…, but "
+                f"{source.path} has sha256 {source.sha256[:12]}…: re-export it with "
+                f"python -m export --checkpoint {source.path}"
+            )
+        onnx_writer.check(proto)
+        _check_bn_count(kind, proto, source, path)
+    report = prove_parity(source.unfolded, source.folded, files, _inputs(source, cfg.data))
+    return ExportResult(files, report)
+
+
+def _inputs(source: _Source, data: str | None):
+    from export.inputs import data_inputs, random_inputs
+
+    return data_inputs(source.ckpt, data) + random_inputs(source.input_size)
