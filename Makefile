@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 ARTIFACTS ?= artifacts
 CHECKPOINT ?= $(ARTIFACTS)/bn-lenet.pt
 ONNX_DIR ?= $(ARTIFACTS)/onnx
+FOLDED_ONNX := $(ONNX_DIR)/$(basename $(notdir $(CHECKPOINT))).folded.onnx
 # The real RMB photos, when this checkout sits beside the shared data folder.
 RMB_DATA_DIR ?= $(if $(wildcard ../shared/data/rmb),$(abspath ../shared/data/rmb),)
 export RMB_DATA_DIR
@@ -28,11 +29,12 @@ $(CHECKPOINT): | $(STAMP)
 
 train: $(CHECKPOINT)
 
-export: $(CHECKPOINT)
+$(FOLDED_ONNX): $(CHECKPOINT)
 	$(PY) -m export --checkpoint $(CHECKPOINT) --out $(ONNX_DIR)
 
-demo: $(CHECKPOINT)
-	test -e $(ONNX_DIR) || $(MAKE) export
+export: $(FOLDED_ONNX)
+
+demo: $(FOLDED_ONNX)
 	$(PY) -m demo --checkpoint $(CHECKPOINT) --onnx-dir $(ONNX_DIR)
 
 test: $(STAMP)

@@ -1,7 +1,139 @@
-"""``python -m demo``: not built yet (issue 5); says so instead of failing obscurely."""
+"""``python -m demo``: serve the BatchNorm-folding demo on this machine (127.0.0.1 by default).
 
+Thin CLI over :func:`demo.app.build_app`: checks the artifacts (one line and exit 2 when one is
+missing, naming the command that makes it), loads every runtime once, then serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CHECKPOINT = "artifacts/bn-lenet.pt"
+DEFAULT_ONNX_DIR = "artifacts/onnx"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description="Gradio demo: what BatchNorm folding changes and what it costs.",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        help=f"training checkpoint (default: {DEFAULT_CHECKPOINT})",
+    )
+    parser.add_argument(
+        "--onnx-dir",
+        default=DEFAULT_ONNX_DIR,
+        help="folder with <stem>.unfolded.onnx and <stem>.folded.onnx written by python -m export "
+        f"(default: {DEFAULT_ONNX_DIR})",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    parser.add_argument(
+        "--share", action="store_true", help="also open a public gradio.live link (default: off)"
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="image folder for the example photos (default: the checkpoint's data folder, else "
+        "synthetic notes)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for PyTorch and ONNX Runtime (default: 1, fastest for batch 1)",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=10.0, help="largest upload in MiB (default: 10)"
+    )
+    parser.add_argument(
+        "--cpu-only", action="store_true", help="do not try CUDA even if present (default: off)"
+    )
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be 1..65535, got {args.port}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if args.data is not None and not Path(args.data).is_dir():
+        raise ValueError(f"--data {args.data} is not a folder (expected DIR/<class>/*.jpg)")
+
+
+def serve(args: argparse.Namespace, examples_dir: Path, *, block: bool = True) -> Any:
+    """Load everything, build the page and launch it; returns the Blocks once it serves."""
+    from demo.artifacts import find_artifacts
+
+    artifacts = find_artifacts(args.checkpoint, args.onnx_dir)  # before any slow import
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+    import torch
+
+    from demo.app import build_app, launch_options
+    from demo.examples import prepare_examples
+    from demo.runtimes import load_runtimes
+
+    torch.set_num_threads(args.threads)
+    runtimes = load_runtimes(
+        artifacts.checkpoint,
+        artifacts.unfolded_onnx,
+        artifacts.folded_onnx,
+        threads=args.threads,
+        devices=("cpu",) if args.cpu_only else ("cpu", "cuda"),
+    )
+    examples = prepare_examples(runtimes.checkpoint, examples_dir, args.data)
+    max_bytes = int(args.max_upload_mb * 2**20)
+    app = build_app(runtimes, examples=examples, max_upload_bytes=max_bytes)
+    app.queue(default_concurrency_limit=1, max_size=64)
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=max_bytes,
+        allowed_paths=[str(examples_dir)],
+        show_error=False,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        inbrowser=False,
+        footer_links=["api"],
+        prevent_thread_lock=not block,
+        **launch_options(),
+    )
+    return app
+
+
+def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:
+    args = argv if isinstance(argv, argparse.Namespace) else get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from demo.artifacts import ArtifactError
+    from train.checkpoint import CheckpointError
+
+    examples_dir = Path(tempfile.mkdtemp(prefix="rmb-demo-examples-"))
+    try:
+        _check_args(args)
+        serve(args, examples_dir)
+    except (ArtifactError, CheckpointError, ValueError) as e:
+        print(f"python -m demo: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        shutil.rmtree(examples_dir, ignore_errors=True)
+    return 0
+
 
 if __name__ == "__main__":
-    print("python -m demo: not built yet (the demo issue has not landed)", file=sys.stderr)
-    sys.exit(0)
+    raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""Latency of the demo's ``/classify`` as a caller sees it: one photo, through ``gradio_client``.
+
+Starts ``python -m demo --cpu-only`` on a free localhost port (or uses ``--url``), sends the
+same photo ``--requests`` times at the page's default number of timed runs (every CPU variant:
+PyTorch eager and ONNX Runtime, unfolded and folded), and reports the round-trip p50/p90. For
+scale it also times the same work in-process (decode + all variants + the float64 reference),
+so the difference is what Gradio and HTTP add. Target: p50 <= 250 ms on the 2-core dev machine.
+
+The client is made with ``ssl_verify=False``: the URL is plain http on 127.0.0.1 (no TLS to
+verify), and with verification on, gradio_client loads the CA bundle for each of the three HTTP
+clients it opens per call, ~95 ms of client CPU per request that says nothing about the demo.
+Both figures are reported.
+
+Run: ``python -m benchmarks.demo_latency`` (after ``make export``); writes
+``artifacts/bench/demo_latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TARGET_P50_MS = 250.0
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.demo_latency",
+        description="Round-trip latency of /classify through gradio_client.",
+    )
+    p.add_argument(
+        "--checkpoint", default="artifacts/bn-lenet.pt", help="default: artifacts/bn-lenet.pt"
+    )
+    p.add_argument("--onnx-dir", default="artifacts/onnx", help="default: artifacts/onnx")
+    p.add_argument(
+        "--url",
+        default=None,
+        help="an already running demo instead of starting one (default: start)",
+    )
+    p.add_argument(
+        "--photo",
+        default=None,
+        help="image to send (default: the first held-out photo of the checkpoint, else a "
+        "synthetic note)",
+    )
+    p.add_argument("--requests", type=int, default=50, help="timed requests (default: 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed requests first (default: 5)")
+    p.add_argument(
+        "--out",
+        default="artifacts/bench/demo_latency.json",
+        help="result file (default: artifacts/bench/demo_latency.json)",
+    )
+    return p
+
+
+def pick_photo(ckpt: dict[str, Any], folder: Path) -> Path:
+    """The first held-out photo that still exists, else a synthetic note written to ``folder``."""
+    data_dir = Path(ckpt.get("data_dir") or "")
+    for rel in ckpt.get("split", {}).get("test", []):
+        if (data_dir / rel).is_file():
+            return data_dir / rel
+    from train.synthetic import render_jpeg
+
+    path = folder / "synthetic_note.jpg"
+    path.write_bytes(render_jpeg(0, 0, 0))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "demo", "--cpu-only", "--port", str(port)]
+    command += ["--checkpoint", args.checkpoint, "--onnx-dir", args.onnx_dir]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"python -m demo exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.get(f"{url}gradio_api/info", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    proc.terminate()
+    raise RuntimeError(f"python -m demo did not start in 120 s; see {log}")
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1e3
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p90_ms": round(float(np.percentile(ms, 90)), 1),
+        "mean_ms": round(float(ms.mean()), 1),
+        "n": len(ms),
+    }
+
+
+def time_client(url: str, photo: Path, runs: int, args, *, ssl_verify: bool) -> list[float]:
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False, ssl_verify=ssl_verify)
+    times = []
+    for i in range(args.warmup + args.requests):
+        start = time.perf_counter()
+        client.predict(handle_file(str(photo)), runs, api_name="/classify")
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def time_in_process(args: argparse.Namespace, photo: Path, runs: int) -> list[float]:
+    import torch
+
+    from demo.artifacts import find_artifacts
+    from demo.images import load_upload
+    from demo.inference import classify
+    from demo.runtimes import load_runtimes
+
+    torch.set_num_threads(1)  # as python -m demo does
+    found = find_artifacts(args.checkpoint, args.onnx_dir)
+    runtimes = load_runtimes(
+        found.checkpoint, found.unfolded_onnx, found.folded_onnx, devices=("cpu",)
+    )
+    times = []
+    for i in range(args.warmup + args.requests):
+        start = time.perf_counter()
+        classify(runtimes, load_upload(photo), runs=runs)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def main(args: argparse.Namespace) -> int:
+    from demo.artifacts import ArtifactError, find_artifacts
+    from demo.inference import DEFAULT_RUNS
+    from train.checkpoint import load_checkpoint
+
+    try:
+        found = find_artifacts(args.checkpoint, args.onnx_dir)
+    except ArtifactError as e:
+        print(f"python -m benchmarks.demo_latency: {e}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="rmb-demo-bench-") as tmp:
+        photo = (
+            Path(args.photo)
+            if args.photo
+            else pick_photo(load_checkpoint(found.checkpoint), Path(tmp))
+        )
+        proc = None
+        url = args.url
+        if url is None:
+            proc, url = start_server(args, Path(tmp) / "server.log")
+        try:
+            lean = time_client(url, photo, DEFAULT_RUNS, args, ssl_verify=False)
+            default = time_client(url, photo, DEFAULT_RUNS, args, ssl_verify=True)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+        local = time_in_process(args, photo, DEFAULT_RUNS)
+    result = {
+        "photo": str(photo),
+        "timed_runs_per_variant": DEFAULT_RUNS,
+        "variants": "CPU: PyTorch eager and ONNX Runtime, unfolded and folded",
+        "client_ssl_verify_off": summary(lean),
+        "client_default": summary(default),
+        "in_process": summary(local),
+        "target_p50_ms": TARGET_P50_MS,
+        "cpu_count": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    rows = [
+        ("gradio_client, ssl_verify=False", result["client_ssl_verify_off"]),
+        ("gradio_client, default", result["client_default"]),
+        ("in-process (no HTTP)", result["in_process"]),
+    ]
+    print(
+        f"/classify, 1 photo, {DEFAULT_RUNS} timed runs x 4 CPU variants, {args.requests} requests"
+    )
+    print(f"{'path':<34} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}")
+    for name, s in rows:
+        print(f"{name:<34} {s['p50_ms']:>8} {s['p90_ms']:>8} {s['mean_ms']:>8}")
+    p50 = result["client_ssl_verify_off"]["p50_ms"]
+    verdict = "meets" if p50 <= TARGET_P50_MS else "MISSES"
+    print(f"p50 {p50} ms {verdict} the {TARGET_P50_MS:.0f} ms target; wrote {out}")
+    print(f"(load average {result['load_average']} on {result['cpu_count']} cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(get_args_parser().parse_args()))

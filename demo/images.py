@@ -1,0 +1,189 @@
+"""Decode an uploaded file into an RGB picture, refusing what is not a safe, usable image.
+
+An upload is untrusted bytes. Before anything reaches the model this module checks, in order:
+size on disk (empty / over the cap), that PIL recognises one of a few raster formats, the pixel
+count from the header alone (decompression bombs are refused before any pixel is decoded), and
+that the pixel data decodes completely (corrupt or truncated files). Then it normalises what a
+camera or an editor may produce: EXIF orientation, first frame of an animation, transparency
+composited on white, 16-bit and palette/CMYK/grayscale modes converted to 8-bit RGB.
+
+A plain RGB JPEG comes out exactly as :func:`train.transforms.open_image` decodes it (same JPEG
+draft scale), so the demo feeds the model what evaluation fed it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from train.transforms import INPUT_SIZE
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB: a phone photo is 2-8 MiB
+MAX_PIXELS = 50_000_000  # 50 MP: above any phone camera, below PIL's own bomb warning (89 MP)
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")  # JPEG covers MPO; no EPS, PSD, ...
+_ACCEPTED = "JPEG, PNG, GIF, BMP, WebP or TIFF"
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+WHITE = (255, 255, 255, 255)
+
+# warnings.catch_warnings swaps a process-wide filter list: two threads interleaving their
+# enter/exit could leave the other's filter behind, so decodes take turns (each is milliseconds).
+_WARNINGS_LOCK = threading.Lock()
+
+
+class ImageRejected(ValueError):
+    """An upload that is not a usable image; the message says why and what to send instead."""
+
+
+def read_upload(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+    """The bytes of an uploaded file, refusing empty files and files over ``max_bytes``."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        reason = f"the upload could not be read ({type(e).__name__}): send it again"
+        raise ImageRejected(reason) from e
+    _check_size(size, max_bytes)
+    with open(path, "rb") as fh:
+        data = fh.read(max_bytes + 1)  # the file may have grown since stat
+    _check_size(len(data), max_bytes)
+    return data
+
+
+def decode_data_url(url: str, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+    """The bytes of a ``data:<mime>;base64,<payload>`` URL (what a pasted image may arrive as)."""
+    header, sep, payload = url.partition(",")
+    if not sep or not header.startswith("data:") or not header.endswith(";base64"):
+        raise ImageRejected("the image data URL is malformed: expected data:<type>;base64,<data>")
+    _check_size(len(payload) * 3 // 4, max_bytes)  # before decoding a huge payload
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ImageRejected("the image data URL is not valid base64") from e
+    _check_size(len(data), max_bytes)
+    return data
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size == 0:
+        raise ImageRejected("the file is empty (0 bytes): send a photo")
+    if size > max_bytes:
+        raise ImageRejected(
+            f"the file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB upload "
+            "limit: send a smaller photo"
+        )
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, size: tuple[int, int] = INPUT_SIZE
+) -> Image.Image:
+    """Untrusted image bytes → an 8-bit RGB PIL image; :class:`ImageRejected` if unusable.
+
+    ``size`` (height, width) is the model input size: JPEGs decode at the smallest draft scale
+    that keeps at least twice it, as training does.
+    """
+    if not data:
+        raise ImageRejected("the file is empty (0 bytes): send a photo")
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = _open(data, max_pixels)
+        try:
+            image.seek(0)  # animations: the first frame
+            image.draft("RGB", (size[1] * 2, size[0] * 2))  # as train.transforms.open_image
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise _bomb(image.width * image.height, max_pixels) from e
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
+            raise ImageRejected(
+                f"the {image.format} file is corrupt or truncated ({_first_line(e)}): send the "
+                "complete file"
+            ) from e
+    return to_rgb(_upright(image))
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageRejected(
+            f"the image declares too many pixels ({_first_line(e)}): a decompression bomb is "
+            f"refused; send a photo of at most {max_pixels / 1e6:.0f} megapixels"
+        ) from e
+    except UnidentifiedImageError as e:
+        raise ImageRejected(f"the file is not an image this demo reads: send a {_ACCEPTED}") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageRejected(
+            f"the file is corrupt ({_first_line(e)}): send a complete {_ACCEPTED} file"
+        ) from e
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageRejected(f"the image is {width}×{height} pixels: it has no pixels to classify")
+    if width * height > max_pixels:
+        raise _bomb(width * height, max_pixels)
+    return image
+
+
+def _bomb(pixels: int, max_pixels: int) -> ImageRejected:
+    return ImageRejected(
+        f"the image has {pixels / 1e6:.0f} megapixels, over the {max_pixels / 1e6:.0f} MP limit "
+        "(decompression-bomb guard): send a smaller photo"
+    )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation, as a viewer would show the photo; a broken tag is ignored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
+        return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any decoded PIL image as 8-bit RGB: alpha over white, 16-bit scaled (not clipped)."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT or mode == "I":
+        image = _gray16_to_l(image)
+    elif mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L")
+    elif mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif mode == "1":
+        image = image.convert("L")
+    if image.mode in _ALPHA:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba)
+    try:
+        return image.convert("RGB")
+    except ValueError as e:
+        raise ImageRejected(f"the image's colour mode {mode} is not supported: send RGB") from e
+
+
+def _gray16_to_l(image: Image.Image) -> Image.Image:
+    """16-bit (or 32-bit integer) grayscale → 8-bit, scaling 0..65535 onto 0..255.
+
+    PIL's own convert clips every value above 255 to white, which would turn a 16-bit photo
+    into a white sheet. A 32-bit image whose values all fit in 8 bits is kept as is.
+    """
+    values = np.asarray(image).astype(np.int64)
+    if image.mode in _SIXTEEN_BIT or values.max(initial=0) > 255:
+        values = np.round(values.clip(0, 65535) / 257.0)
+    return Image.fromarray(values.clip(0, 255).astype(np.uint8), "L")
+
+
+def load_upload(
+    path: str | Path, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
+    """An uploaded file as an RGB image: :func:`read_upload` then :func:`decode_image`."""
+    return decode_image(read_upload(path, max_bytes), max_pixels=max_pixels)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:120]

@@ -1,0 +1,133 @@
+"""The demo's two questions, asked of every runtime: what is this note, and how fast is each.
+
+Plain functions over a :class:`demo.runtimes.RuntimeSet` and a PIL image; the Gradio layer only
+formats what they return. Preprocessing is :mod:`train.transforms`, the one evaluation uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from demo.runtimes import ModelFacts, RuntimeSet, Unavailable, Variant
+from demo.timing import percentiles_ms, time_calls
+from train.transforms import normalize, to_uint8_tensor
+
+DEFAULT_RUNS = 20
+DEFAULT_WARMUP = 3
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One variant's answer for one image and what it cost."""
+
+    variant: Variant
+    device_label: str
+    prediction: str
+    confidence: float
+    p50_ms: float
+    p90_ms: float
+    max_abs_dlogits: float  # vs the float64 reference
+    facts: ModelFacts
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The reference probabilities, every available variant's result, and what could not run."""
+
+    probabilities: dict[str, float]
+    results: list[VariantResult]
+    unavailable: list[Unavailable]
+
+    @property
+    def label(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One (variant, batch size) point of a sweep."""
+
+    variant: Variant
+    batch_size: int
+    p50_ms: float
+    images_per_s: float
+
+
+def model_input(image: Image.Image, runtimes: RuntimeSet) -> np.ndarray:
+    """An RGB image as the 1×3×H×W float32 batch every runtime takes."""
+    pixels = to_uint8_tensor(image, runtimes.input_size).unsqueeze(0)
+    return normalize(pixels, runtimes.mean, runtimes.std).numpy()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, stable for large logits."""
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def classify(
+    runtimes: RuntimeSet,
+    image: Image.Image,
+    *,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+) -> Classification:
+    """Classify ``image`` with every available variant, timing each over ``runs`` calls."""
+    batch = model_input(image, runtimes)
+    names = runtimes.class_names
+    results = []
+    with runtimes.lock:
+        reference = runtimes.reference(batch)[0]
+        outputs = [np.asarray(runtime(batch))[0] for runtime in runtimes.available]
+        timings = time_calls(runtimes.available, batch, runs=runs, warmup=warmup)
+        for runtime, logits, samples in zip(runtimes.available, outputs, timings, strict=True):
+            p50, p90 = percentiles_ms(samples)
+            probs = softmax(logits)
+            best = int(probs.argmax())
+            results.append(
+                VariantResult(
+                    variant=runtime.variant,
+                    device_label=runtime.device_label,
+                    prediction=names[best],
+                    confidence=float(probs[best]),
+                    p50_ms=p50,
+                    p90_ms=p90,
+                    max_abs_dlogits=float(np.abs(logits.astype(np.float64) - reference).max()),
+                    facts=runtime.facts,
+                )
+            )
+    probabilities = dict(zip(names, (float(p) for p in softmax(reference)), strict=True))
+    return Classification(probabilities, results, list(runtimes.unavailable))
+
+
+def sweep(
+    runtimes: RuntimeSet,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    *,
+    runs: int = 10,
+    warmup: int = 2,
+    seed: int = 0,
+) -> list[Throughput]:
+    """Median latency and throughput per variant and batch size, on random images."""
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise ValueError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    height, width = runtimes.input_size
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (max(batch_sizes), 3, height, width), generator=generator)
+    images = normalize(pixels.to(torch.uint8), runtimes.mean, runtimes.std).numpy()
+    points = []
+    with runtimes.lock:
+        for size in batch_sizes:
+            batch = np.ascontiguousarray(images[:size])
+            timings = time_calls(runtimes.available, batch, runs=runs, warmup=warmup)
+            for runtime, samples in zip(runtimes.available, timings, strict=True):
+                (p50,) = percentiles_ms(samples, (50.0,))
+                points.append(Throughput(runtime.variant, size, p50, size / (p50 / 1e3)))
+    return points

@@ -1,0 +1,371 @@
+"""The demo's library layer, without Gradio: runtimes, timing, inference, folding views, artifacts.
+
+The trusted references: a float64 PyTorch forward of the checkpoint built independently, the
+BatchNorm folding formula written out here, ``numpy.percentile``, and the files on disk.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from demo import folding, plots
+from demo.artifacts import ArtifactError, find_artifacts, onnx_paths
+from demo.examples import prepare_examples
+from demo.images import load_upload
+from demo.inference import classify, model_input, softmax, sweep
+from demo.runtimes import (
+    ALL_VARIANTS,
+    ONNXRUNTIME,
+    ORT_CPU,
+    ORT_CUDA,
+    ORT_GPU_HINT,
+    PYTORCH,
+    load_runtimes,
+    ort_cuda_reason,
+    torch_cuda_reason,
+)
+from demo.timing import percentiles_ms, time_calls
+from train.checkpoint import build_from_checkpoint
+from train.transforms import normalize, open_image, to_uint8_tensor
+
+pytest_plugins = ["demo_fixtures"]
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def runtimes(demo_artifacts):
+    a = demo_artifacts
+    return load_runtimes(a.checkpoint, a.unfolded_onnx, a.folded_onnx)
+
+
+@pytest.fixture(scope="module")
+def photo_batch(demo_artifacts):
+    """Eight held-out photos as evaluation preprocesses them, float32 N×3×32×32."""
+    photos = [path for _, path in demo_artifacts.test_photos()][::2][:8]
+    pixels = torch.stack([to_uint8_tensor(open_image(p)) for p in photos])
+    return normalize(pixels).numpy()
+
+
+def by_name(runtimes):
+    return {r.variant.name: r for r in runtimes.available}
+
+
+# ----------------------------------------------------------------------------------------------
+# Which variants run, and what they compute
+
+
+def test_every_variant_is_loaded_or_listed_unavailable_with_a_reason(runtimes):
+    seen = [variant for variant, _ in runtimes.variants()]
+    assert seen == list(ALL_VARIANTS)
+    available = {r.variant for r in runtimes.available}
+    assert {v for v in ALL_VARIANTS if v.device == "cpu"} <= available
+    assert (
+        any(v.backend == PYTORCH and v.device == "cuda" for v in available)
+        == torch.cuda.is_available()
+    )
+    import onnxruntime
+
+    if ORT_CUDA not in onnxruntime.get_available_providers():
+        ort_cuda = [u for u in runtimes.unavailable if u.variant.backend == ONNXRUNTIME]
+        assert len(ort_cuda) == 2
+        assert all(ORT_GPU_HINT in u.reason for u in ort_cuda)
+    for item in runtimes.unavailable:
+        assert item.variant.device == "cuda"
+        assert len(item.reason) > 20
+
+
+def test_devices_not_asked_for_are_listed_as_not_loaded(demo_artifacts):
+    a = demo_artifacts
+    cpu_only = load_runtimes(a.checkpoint, a.unfolded_onnx, a.folded_onnx, devices=("cpu",))
+    assert [variant for variant, _ in cpu_only.variants()] == list(ALL_VARIANTS)
+    assert {u.variant.device for u in cpu_only.unavailable} == {"cuda"}
+    assert all("--cpu-only" in u.reason for u in cpu_only.unavailable)
+    assert {r.variant.device for r in cpu_only.available} == {"cpu"}
+    with pytest.raises(ValueError, match="unknown device"):
+        load_runtimes(a.checkpoint, a.unfolded_onnx, a.folded_onnx, devices=("tpu",))
+
+
+def test_the_reference_is_the_checkpoint_in_float64(runtimes, demo_artifacts, photo_batch):
+    model = build_from_checkpoint(demo_artifacts.ckpt).double()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(photo_batch).double()).numpy()
+    np.testing.assert_array_equal(runtimes.reference(photo_batch), expected)
+
+
+def test_every_runtime_matches_the_float64_reference(runtimes, photo_batch):
+    reference = runtimes.reference(photo_batch)
+    for runtime in runtimes.available:
+        logits = runtime(photo_batch)
+        assert logits.shape == reference.shape
+        assert logits.dtype == np.float32
+        torch.testing.assert_close(
+            torch.from_numpy(logits).double(),
+            torch.from_numpy(reference),
+            atol=1e-4,
+            rtol=1e-4,
+            msg=lambda m, r=runtime: f"{r.variant.name}: {m}",
+        )
+
+
+def test_model_facts_count_what_folding_removed(runtimes, demo_artifacts):
+    runtime = by_name(runtimes)
+    torch_unfolded = runtime["PyTorch eager · unfolded · CPU"].facts
+    torch_folded = runtime["PyTorch eager · folded · CPU"].facts
+    ort_unfolded = runtime["ONNX Runtime · unfolded · CPU"].facts
+    ort_folded = runtime["ONNX Runtime · folded · CPU"].facts
+    assert (torch_unfolded.batchnorm_ops, torch_folded.batchnorm_ops) == (3, 0)
+    assert (ort_unfolded.batchnorm_ops, ort_folded.batchnorm_ops) == (3, 0)
+    assert torch_folded.ops == torch_unfolded.ops - 3
+    assert ort_folded.ops == ort_unfolded.ops - 3
+    # ORT fuses Conv+BN itself when it loads the graph, but runs at least no more BN than stored.
+    assert ort_unfolded.batchnorm_ops_run is not None
+    assert 0 <= ort_unfolded.batchnorm_ops_run < 3
+    assert ort_folded.batchnorm_ops_run == 0
+    assert ort_unfolded.size_bytes == demo_artifacts.unfolded_onnx.stat().st_size
+    assert ort_folded.size_bytes == demo_artifacts.folded_onnx.stat().st_size
+    assert 0 < torch_folded.size_bytes < torch_unfolded.size_bytes
+
+
+def test_loading_does_not_touch_the_caller_model_or_cuda_without_need(runtimes):
+    assert not runtimes.unfolded.training
+    assert next(runtimes.unfolded.parameters()).device.type == "cpu"
+    assert next(runtimes.unfolded.parameters()).dtype == torch.float32
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in runtimes.unfolded.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in runtimes.folded.modules())
+
+
+@pytest.mark.parametrize(
+    ("available", "session", "expected"),
+    [
+        ([ORT_CPU], None, ORT_GPU_HINT),
+        ([ORT_CUDA, ORT_CPU], [ORT_CPU], "did not start"),
+        ([ORT_CUDA, ORT_CPU], [], "did not start"),
+        ([ORT_CUDA, ORT_CPU], [ORT_CUDA, ORT_CPU], None),
+    ],
+)
+def test_ort_cuda_counts_only_when_the_cuda_provider_runs_the_session(available, session, expected):
+    reason = ort_cuda_reason(available, session)
+    if expected is None:
+        assert reason is None
+    else:
+        assert expected in reason
+
+
+def test_torch_cuda_reason_follows_torch():
+    assert (torch_cuda_reason() is None) == torch.cuda.is_available()
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing
+
+
+def test_time_calls_warms_up_then_times_round_robin():
+    calls: list[str] = []
+    fns = [lambda x, n=n: calls.append(n) for n in "ab"]
+    samples = time_calls(fns, np.zeros(1), runs=3, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert [s.shape for s in samples] == [(3,), (3,)]
+    assert all((s >= 0).all() for s in samples)
+
+
+@pytest.mark.parametrize(("runs", "warmup"), [(0, 1), (-1, 0), (1, -1)])
+def test_time_calls_rejects_impossible_counts(runs, warmup):
+    with pytest.raises(ValueError, match=r"runs|warmup"):
+        time_calls([lambda x: None], np.zeros(1), runs=runs, warmup=warmup)
+
+
+def test_percentiles_are_numpys_in_milliseconds():
+    samples = np.array([0.004, 0.001, 0.003, 0.002, 0.010])
+    p50, p90 = percentiles_ms(samples)
+    assert p50 == pytest.approx(np.percentile(samples, 50) * 1e3)
+    assert p90 == pytest.approx(np.percentile(samples, 90) * 1e3)
+    with pytest.raises(ValueError, match="no samples"):
+        percentiles_ms(np.array([]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Classification and the sweep
+
+
+def test_model_input_is_evaluations_preprocessing(runtimes, demo_artifacts):
+    _, path = demo_artifacts.test_photos()[0]
+    expected = normalize(to_uint8_tensor(open_image(path)).unsqueeze(0)).numpy()
+    np.testing.assert_array_equal(model_input(load_upload(path), runtimes), expected)
+
+
+def test_classify_reports_every_variant_against_the_reference(runtimes, demo_artifacts):
+    _, path = demo_artifacts.test_photos()[0]
+    image = load_upload(path)
+    result = classify(runtimes, image, runs=3, warmup=1)
+    batch = model_input(image, runtimes)
+    reference = runtimes.reference(batch)[0]
+    expected = softmax(reference[None])[0]
+    assert list(result.probabilities) == runtimes.class_names
+    np.testing.assert_allclose(list(result.probabilities.values()), expected, rtol=0, atol=1e-12)
+    assert result.label == runtimes.class_names[int(expected.argmax())]
+    assert [r.variant for r in result.results] == [r.variant for r in runtimes.available]
+    for row, runtime in zip(result.results, runtimes.available, strict=True):
+        logits = runtime(batch)[0].astype(np.float64)
+        assert row.max_abs_dlogits == pytest.approx(np.abs(logits - reference).max(), abs=1e-6)
+        assert row.max_abs_dlogits < 1e-4
+        assert row.prediction == result.label
+        assert 0 < row.p50_ms <= row.p90_ms
+    assert result.unavailable == runtimes.unavailable
+
+
+def test_sweep_times_every_variant_at_every_batch_size(runtimes):
+    points = sweep(runtimes, (1, 3, 8), runs=2, warmup=1)
+    assert len(points) == 3 * len(runtimes.available)
+    assert {(p.variant, p.batch_size) for p in points} == {
+        (r.variant, b) for r in runtimes.available for b in (1, 3, 8)
+    }
+    for p in points:
+        assert p.images_per_s == pytest.approx(p.batch_size / (p.p50_ms / 1e3))
+    with pytest.raises(ValueError, match="positive"):
+        sweep(runtimes, (0, 4))
+
+
+# ----------------------------------------------------------------------------------------------
+# What folding did
+
+
+def test_fold_report_rows_and_op_counts(runtimes, demo_artifacts):
+    rows = folding.report_rows(runtimes.fold_report)
+    assert [row[:3] for row in rows] == [
+        ["bn1", "into-producer", "conv1"],
+        ["bn2", "into-producer", "conv2"],
+        ["bn3", "into-producer", "fc1"],
+    ]
+    assert folding.report_summary(runtimes.fold_report) == "3 of 3 BatchNorms folded"
+    counts = {
+        row[0]: row[1:]
+        for row in folding.op_count_rows(
+            *onnx_paths(demo_artifacts.checkpoint, demo_artifacts.onnx_dir)
+        )
+    }
+    assert counts["BatchNormalization"] == [3, 0, -3]
+    assert counts["Conv"] == [2, 2, 0]
+    assert counts["all nodes"][2] == -3
+
+
+@pytest.mark.parametrize(("layer", "bn"), [("conv1", "bn1"), ("conv2", "bn2"), ("fc1", "bn3")])
+def test_layer_weights_show_the_folding_formula(runtimes, layer, bn):
+    """w' = w·s, b' = (b − μ)·s + β with s = γ/√(σ² + ε), per output channel."""
+    weights = folding.layer_weights(runtimes.unfolded, runtimes.folded, layer, runtimes.fold_report)
+    norm = getattr(runtimes.unfolded, bn)
+    conv = getattr(runtimes.unfolded, layer)
+    s = (norm.weight / torch.sqrt(norm.running_var + norm.eps)).detach()
+    shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+    assert weights.folded_from == bn
+    torch.testing.assert_close(weights.weight_before, conv.weight.detach())
+    torch.testing.assert_close(
+        weights.weight_after, conv.weight.detach() * s.view(shape), atol=1e-6, rtol=1e-5
+    )
+    expected_bias = (conv.bias.detach() - norm.running_mean) * s + norm.bias.detach()
+    torch.testing.assert_close(weights.bias_after, expected_bias, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights.channel_scale, s.abs(), atol=1e-5, rtol=1e-5)
+
+
+def test_layers_with_nothing_folded_in_are_unchanged_and_unknown_layers_refused(runtimes):
+    assert folding.weight_layers(runtimes.unfolded, runtimes.folded) == [
+        "conv1",
+        "conv2",
+        "fc1",
+        "fc2",
+        "fc3",
+    ]
+    fc2 = folding.layer_weights(runtimes.unfolded, runtimes.folded, "fc2", runtimes.fold_report)
+    assert fc2.folded_from is None
+    torch.testing.assert_close(fc2.weight_after, fc2.weight_before, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="conv1, conv2"):
+        folding.layer_weights(runtimes.unfolded, runtimes.folded, "bn1")
+
+
+def test_figures_draw_what_they_are_given(runtimes):
+    points = sweep(runtimes, (1, 2), runs=1, warmup=0)
+    fig = plots.throughput_figure(points)
+    (ax,) = fig.axes
+    assert len(ax.get_lines()) == len(runtimes.available)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    layer = folding.layer_weights(runtimes.unfolded, runtimes.folded, "conv1", runtimes.fold_report)
+    fig = plots.weights_figure(layer)
+    scatter, bars = fig.axes
+    assert len(scatter.collections) == 6  # one per output channel of conv1
+    assert len(bars.patches) == 12  # 6 biases before, 6 after
+    image = plots.init_study_image({"bn": {"std": [0.5, 0.6, None], "nan_layer": 2}})
+    assert image.mode == "RGB" and min(image.size) > 100
+
+
+# ----------------------------------------------------------------------------------------------
+# Artifacts, examples and the CLI's refusals
+
+
+def test_missing_artifacts_name_the_command_that_makes_them(demo_artifacts, tmp_path):
+    with pytest.raises(ArtifactError, match=r"python -m train --out .*make demo"):
+        find_artifacts(tmp_path / "none.pt", tmp_path / "onnx")
+    with pytest.raises(ArtifactError, match=r"unfolded.onnx not found: .*python -m export"):
+        find_artifacts(demo_artifacts.checkpoint, tmp_path / "onnx")
+    found = find_artifacts(demo_artifacts.checkpoint, demo_artifacts.onnx_dir)
+    assert found.folded_onnx == demo_artifacts.folded_onnx
+
+
+def test_onnx_files_of_another_checkpoint_are_refused(demo_artifacts, tmp_path):
+    ckpt = dict(demo_artifacts.ckpt, epoch=99)  # a different file: different sha256
+    other = tmp_path / demo_artifacts.checkpoint.name
+    torch.save(ckpt, other)
+    with pytest.raises(ArtifactError, match=r"different checkpoint.*python -m export"):
+        find_artifacts(other, demo_artifacts.onnx_dir)
+    broken = tmp_path / "onnx"
+    shutil.copytree(demo_artifacts.onnx_dir, broken)
+    onnx_paths(other, broken)[1].write_bytes(b"not a protobuf at all")
+    shutil.copyfile(demo_artifacts.checkpoint, other)
+    with pytest.raises(ArtifactError, match="not a readable ONNX"):
+        find_artifacts(other, broken)
+
+
+def test_cli_exits_2_with_one_line_when_artifacts_are_missing(tmp_path, capsys):
+    from demo.__main__ import main
+
+    code = main(["--checkpoint", str(tmp_path / "none.pt"), "--onnx-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert "python -m train" in err and "make demo" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--port", "0", "--port"), ("--threads", "0", "--threads"), ("--data", "/nowhere", "--data")],
+)
+def test_cli_refuses_bad_flags_with_exit_2(demo_artifacts, capsys, flag, value, message):
+    from demo.__main__ import main
+
+    args = [
+        "--checkpoint",
+        str(demo_artifacts.checkpoint),
+        "--onnx-dir",
+        str(demo_artifacts.onnx_dir),
+        flag,
+        value,
+    ]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_examples_are_held_out_photos_or_synthetic_notes(demo_artifacts, tmp_path):
+    ckpt = demo_artifacts.ckpt
+    paths = prepare_examples(ckpt, tmp_path / "real")
+    test_split = {p.split("/")[1]: p for p in ckpt["split"]["test"]}
+    assert len(paths) == 4
+    for path in paths:
+        cls, name = path.name.split("_", 1)
+        assert test_split[name].startswith(f"{cls}/")
+        assert path.read_bytes() == (demo_artifacts.data_dir / test_split[name]).read_bytes()
+    gone = dict(ckpt, data_dir=str(tmp_path / "gone"))
+    synthetic = prepare_examples(gone, tmp_path / "synthetic")
+    assert [p.name.split("_")[0] for p in synthetic] == ["1", "1", "100", "100"]
+    assert all(load_upload(p).size[0] > 32 for p in synthetic)

@@ -1,0 +1,314 @@
+"""The served demo, through ``gradio_client`` against a real ``python -m demo`` on localhost.
+
+Protects: real photos get the answer evaluation gives them; every bad upload gets an answer or
+a clear error and never takes the server down; concurrent clients all get answers; only the
+example photos are served as files.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from demo.inference import softmax
+from train.checkpoint import build_from_checkpoint
+from train.transforms import normalize, open_image, to_uint8_tensor
+
+pytest_plugins = ["demo_fixtures"]
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def client(demo_server) -> Client:
+    from demo_fixtures import local_client
+
+    return local_client(demo_server.url)
+
+
+@pytest.fixture(scope="module")
+def reference(demo_server) -> Callable[[Path], dict[str, float]]:
+    """Class probabilities as evaluation computes them: open_image → resize → normalise → f64."""
+    ckpt = demo_server.artifacts.ckpt
+    model = build_from_checkpoint(ckpt).double()
+
+    def probabilities(path: Path) -> dict[str, float]:
+        batch = normalize(to_uint8_tensor(open_image(path)).unsqueeze(0)).double()
+        with torch.no_grad():
+            logits = model(batch).numpy()
+        return dict(zip(ckpt["class_names"], softmax(logits)[0].tolist(), strict=True))
+
+    return probabilities
+
+
+def classify(client: Client, path: Path, runs: int = 1) -> tuple[dict, dict]:
+    label, table, _ = client.predict(handle_file(str(path)), runs, api_name="/classify")
+    return label, table
+
+
+def confidences(label: dict) -> dict[str, float]:
+    return {c["label"]: c["confidence"] for c in label["confidences"]}
+
+
+def test_real_photos_get_the_answer_evaluation_gives(client, demo_server, reference):
+    """Every held-out photo: same probabilities as the eval pipeline, same test accuracy."""
+    photos = demo_server.artifacts.test_photos()
+    correct = 0
+    for cls, path in photos:
+        label, table = classify(client, path)
+        expected = reference(path)
+        assert confidences(label) == pytest.approx(expected, abs=1e-9), path.name
+        assert label["label"] == max(expected, key=expected.__getitem__)
+        predictions = {row[table["headers"].index("prediction")] for row in table["data"]}
+        assert predictions == {label["label"]}, "every variant must agree on a real photo"
+        correct += label["label"] == cls
+    accuracy = correct / len(photos)
+    assert accuracy == pytest.approx(demo_server.artifacts.ckpt["metrics"]["test_acc"])
+    assert accuracy >= 0.9
+
+
+def test_the_table_has_a_row_per_variant_that_runs(client, demo_server):
+    _, path = demo_server.artifacts.test_photos()[0]
+    _, table = classify(client, path, runs=5)
+    headers = table["headers"]
+    assert headers[:3] == ["runtime", "folded", "device / provider"]
+    rows = {(r[0], r[1], r[2].split(" ")[0]) for r in table["data"]}
+    for backend in ("PyTorch eager", "ONNX Runtime"):
+        for folded in ("no", "yes"):
+            assert (backend, folded, "CPU") in rows
+    for row in table["data"]:
+        record = dict(zip(headers, row, strict=True))
+        assert 0 < record["p50 ms"] <= record["p90 ms"]
+        assert 0 <= record["max |Δ logits| vs float64"] < 1e-4
+        assert record["BatchNorm ops"].startswith("0" if record["folded"] == "yes" else "3")
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input
+
+
+def _save(image: Image.Image, path: Path, fmt: str, **options) -> Path:
+    image.save(path, fmt, **options)
+    return path
+
+
+def _confident_photo(demo_server, reference, cls: str) -> Path:
+    for photo_cls, path in demo_server.artifacts.test_photos():
+        if photo_cls == cls and reference(path)[cls] > 0.95:
+            return path
+    raise AssertionError(f"no held-out photo of class {cls} is classified with confidence")
+
+
+@pytest.fixture(scope="module")
+def photos(demo_server, reference) -> dict[str, Path]:
+    return {cls: _confident_photo(demo_server, reference, cls) for cls in ("1", "100")}
+
+
+def make_bad_input(name: str, folder: Path, photo: Path, other: Path) -> Path:
+    """The file for case ``name`` showing ``photo`` (``other``: a photo of the other note).
+
+    Photos are shrunk to 480 px so that lossless formats stay under the server's upload cap.
+    """
+    from demo_fixtures import pixel_bomb_png
+
+    picture = Image.open(photo).convert("RGB")
+    picture.thumbnail((480, 480))
+    path = folder / name
+    if name == "corrupt.jpg":
+        data = photo.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    elif name == "empty.jpg":
+        path.write_bytes(b"")
+    elif name == "notes.txt":
+        path.write_text("1 yuan, 100 yuan: not a picture\n")
+    elif name == "page.jpg":
+        path.write_text("<!doctype html><html><body>not a jpeg</body></html>")
+    elif name == "drawing.svg":
+        path.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="90" height="40"/>')
+    elif name == "rgba.png":
+        rgba = picture.convert("RGBA")
+        alpha = np.full(rgba.size[::-1], 255, np.uint8)
+        alpha[:, : rgba.size[0] // 10] = 0  # a transparent strip
+        rgba.putalpha(Image.fromarray(alpha))
+        _save(rgba, path, "PNG")
+    elif name == "cmyk.jpg":
+        _save(picture.convert("CMYK"), path, "JPEG", quality=95)
+    elif name == "gray16.png":
+        gray = np.asarray(picture.convert("L")).astype(np.uint16) * 257
+        _save(Image.fromarray(gray), path, "PNG")
+    elif name == "palette.gif":
+        _save(picture.quantize(256), path, "GIF")
+    elif name == "animated.gif":
+        second = Image.open(other).convert("RGB").resize(picture.size)
+        _save(picture, path, "GIF", save_all=True, append_images=[second], duration=200, loop=0)
+    elif name == "rotated.jpg":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # "rotate 90° clockwise to display": the pixels are stored on their side
+        stored = picture.transpose(Image.Transpose.ROTATE_90)
+        _save(stored, path, "JPEG", quality=95, exif=exif)
+    elif name == "one-pixel.png":
+        _save(Image.new("RGB", (1, 1), (200, 40, 40)), path, "PNG")
+    elif name == "bomb.png":
+        path.write_bytes(pixel_bomb_png(30_000, 30_000))
+    else:
+        raise ValueError(f"unknown case {name}")
+    return path
+
+
+# name -> a regex the error must match, or "same" (the photo's class) or "any" (a valid label)
+BAD_INPUTS = {
+    "corrupt.jpg": "corrupt or truncated",
+    "empty.jpg": "empty",
+    "notes.txt": "not an image",
+    "page.jpg": "not an image",
+    "drawing.svg": "not an image",
+    "rgba.png": "any",
+    "cmyk.jpg": "same",
+    "gray16.png": "any",
+    "palette.gif": "same",
+    "animated.gif": "same",  # the first frame shows the photo, the second the other note
+    "rotated.jpg": "same",
+    "one-pixel.png": "any",
+    "bomb.png": "decompression",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_inputs_get_an_answer_or_a_clear_error(client, photos, tmp_path, name):
+    expected = BAD_INPUTS[name]
+    path = make_bad_input(name, tmp_path, photos["1"], photos["100"])
+    if expected in ("same", "any"):
+        label, _ = classify(client, path)
+        probabilities = confidences(label)
+        assert sum(probabilities.values()) == pytest.approx(1.0)
+        assert set(probabilities) == {"1", "100"}
+        if expected == "same":
+            assert label["label"] == "1"
+    else:
+        with pytest.raises(AppError, match=expected):
+            classify(client, path)
+    label, _ = classify(client, photos["100"])  # and the server still answers
+    assert label["label"] == "100"
+
+
+@pytest.mark.parametrize("runs", ["many", "inf", None])
+def test_a_nonsense_run_count_is_refused_clearly(client, photos, runs):
+    with pytest.raises(AppError, match="runs must be a number"):
+        client.predict(handle_file(str(photos["1"])), runs, api_name="/classify")
+
+
+def test_uploads_over_the_cap_are_refused_and_the_server_goes_on(client, demo_server, photos):
+    big = np.random.default_rng(0).integers(0, 256, demo_server.upload_cap_bytes + 100_000)
+    data = big.astype(np.uint8).tobytes()
+    response = httpx.post(
+        f"{demo_server.url}gradio_api/upload", files={"files": ("big.jpg", data)}, timeout=30
+    )
+    assert response.status_code == 413, response.text
+    assert "size" in response.text.lower()
+    with pytest.raises(ValueError, match="maximum file size"):
+        client.predict(handle_file(_write(data)), 1, api_name="/classify")
+    label, _ = classify(client, photos["1"])
+    assert label["label"] == "1"
+
+
+def _write(data: bytes) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".jpg", delete=False) as fh:
+        fh.write(data)
+    return fh.name
+
+
+def test_only_the_example_photos_are_served_as_files(demo_server):
+    config = httpx.get(f"{demo_server.url}config", timeout=10).json()
+    urls = [
+        sample[0]["url"]
+        for component in config["components"]
+        if component.get("type") == "dataset"
+        for sample in component["props"]["samples"]
+    ]
+    assert len(urls) == 4
+    photo = httpx.get(urls[0], timeout=10)
+    assert photo.status_code == 200
+    Image.open(io.BytesIO(photo.content)).verify()
+    artifacts = demo_server.artifacts
+    for secret in (Path("/etc/passwd"), artifacts.checkpoint, artifacts.folded_onnx):
+        response = httpx.get(f"{demo_server.url}gradio_api/file={secret}", timeout=10)
+        assert response.status_code in (403, 404), secret
+
+
+def test_a_path_outside_the_upload_folder_is_not_read(demo_server):
+    """A hand-made request naming a server file is refused before our code sees it."""
+    api = f"{demo_server.url}gradio_api/call/classify"
+    payload = {
+        "path": str(demo_server.artifacts.test_photos()[0][1]),
+        "meta": {"_type": "gradio.FileData"},
+    }
+    event = httpx.post(api, json={"data": [payload, 1]}, timeout=10).json()["event_id"]
+    with httpx.stream("GET", f"{api}/{event}", timeout=30) as stream:
+        text = "".join(stream.iter_text())
+    assert "event: error" in text
+    assert "confidences" not in text
+
+
+# ----------------------------------------------------------------------------------------------
+# Load, and the other endpoints
+
+
+@pytest.mark.slow
+def test_eight_concurrent_clients_get_every_answer(demo_server, photos):
+    clients, requests = 8, 25
+    errors: list[BaseException] = []
+    answers: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    from demo_fixtures import local_client
+
+    def user(index: int) -> None:
+        own = local_client(demo_server.url)
+        for i in range(requests):
+            cls = ("1", "100")[(index + i) % 2]
+            try:
+                label, _ = classify(own, photos[cls], runs=5)
+                with lock:
+                    answers.append((cls, label["label"]))
+            except BaseException as e:  # collected: the assertion below shows them all
+                with lock:
+                    errors.append(e)
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors[:3]
+    assert len(answers) == clients * requests
+    assert all(cls == label for cls, label in answers)
+
+
+def test_benchmark_endpoint_sweeps_every_variant(client):
+    table, plot, summary = client.predict("4", 2, api_name="/benchmark")
+    assert table["headers"][0] == "batch size"
+    assert [row[0] for row in table["data"]] == [1, 2, 4]
+    variants = table["headers"][1:]
+    assert len(variants) >= 4
+    assert all(value > 0 for row in table["data"] for value in row[1:])
+    assert plot["type"] == "matplotlib"
+    assert "batch 4" in summary
+
+
+def test_init_study_and_layer_endpoints(client):
+    image, table = client.predict(1, 40, api_name="/init_study")
+    assert Image.open(image).size[0] > 100
+    assert "normal" in table and "35" in table  # the course's nan layer with seed 1
+    plot = client.predict("conv2", api_name="/layer_weights")
+    assert plot["type"] == "matplotlib"
