@@ -32,34 +32,10 @@ def plot_runs(runs: dict[str, dict[str, Any]], path: str | Path, title: str = ""
                 label=label,
             )
         epochs = [h["epoch"] for h in metrics["history"]]
-        ax_loss.plot(
-            epochs,
-            [h["train_loss"] for h in metrics["history"]],
-            color=color,
-            ls="--",
-            label=f"{label} train",
-        )
-        ax_loss.plot(
-            epochs,
-            [h["valid_loss"] for h in metrics["history"]],
-            color=color,
-            marker="o",
-            label=f"{label} valid",
-        )
-        ax_acc.plot(
-            epochs,
-            [h["train_acc"] for h in metrics["history"]],
-            color=color,
-            ls="--",
-            label=f"{label} train",
-        )
-        ax_acc.plot(
-            epochs,
-            [h["valid_acc"] for h in metrics["history"]],
-            color=color,
-            marker="o",
-            label=f"{label} valid",
-        )
+        for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+            for split, style in (("train", {"ls": "--"}), ("valid", {"marker": "o"})):
+                values = [h[f"{split}_{metric}"] for h in metrics["history"]]
+                ax.plot(epochs, values, color=color, label=f"{label} {split}", **style)
     ax_step.set(title="training loss per step", xlabel="epoch", ylabel="loss", yscale="log")
     ax_loss.set(title="loss per epoch", xlabel="epoch", ylabel="cross-entropy", yscale="log")
     ax_acc.set(title="accuracy per epoch", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
