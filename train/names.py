@@ -5,3 +5,4 @@ The CLIs list them as argparse choices; keeping them here lets ``--help`` answer
 
 ARCHS = ("lenet", "bn-lenet")
 INITS = ("default", "course", "kaiming", "normal")
+SPLIT_NAMES = ("train", "valid", "test")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from train.imagefolder import DataError, FileList
+from train.names import SPLIT_NAMES as SPLITS
 
-SPLITS = ("train", "valid", "test")
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 
 
