@@ -15,7 +15,7 @@ RMB_DATA_DIR ?= $(if $(wildcard ../shared/data/rmb),$(abspath ../shared/data/rmb
 export RMB_DATA_DIR
 PYTEST_ARGS ?=
 
-.PHONY: install demo train export test lint format bench clean
+.PHONY: install demo train export test lint format bench gpu-check clean
 
 install: $(STAMP)
 
@@ -48,8 +48,15 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)
-	$(PY) -m benchmarks.train_speed $(if $(RMB_DATA_DIR),--data $(RMB_DATA_DIR),)
+bench: $(FOLDED_ONNX)
+	$(if $(RMB_DATA_DIR),$(PY) -m benchmarks.train_speed --data $(RMB_DATA_DIR),@echo "benchmarks.train_speed skipped: RMB_DATA_DIR is not set")
+	$(PY) -m benchmarks.inference --checkpoint $(CHECKPOINT) --onnx-dir $(ONNX_DIR) --out $(ARTIFACTS)/bench
+
+# Under 5 minutes on a GPU host. On a CPU-only host every gpu test is skipped with its
+# reason and the benchmark lists its CUDA variants as not run.
+gpu-check: $(FOLDED_ONNX)
+	$(PY) -m pytest -m gpu -rs $(PYTEST_ARGS)
+	$(PY) -m benchmarks.inference --checkpoint $(CHECKPOINT) --onnx-dir $(ONNX_DIR) --out $(ARTIFACTS)/bench/gpu --cuda-only --quick
 
 clean:
 	rm -rf $(ARTIFACTS) .pytest_cache .ruff_cache

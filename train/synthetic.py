@@ -636,7 +636,10 @@ def generate_synthetic(
     tmp.chmod(0o755)  # mkdtemp makes it private; the finished set is an ordinary folder
     try:
         with tqdm(
-            total=per_class * len(CLASSES), desc="synthetic RMB", unit="img", disable=not progress
+            total=per_class * len(CLASSES),
+            desc="synthetic RMB",
+            unit="img",
+            disable=None if progress else True,  # None: a bar on terminals, silence in logs
         ) as bar:
             for class_index, cls in enumerate(CLASSES):
                 folder = tmp / cls

@@ -1,0 +1,388 @@
+"""What the inference benchmark concludes: FLOP rates, targets, the recommendation, JSON, markdown.
+
+FLOP rates use one number for every variant, the folded network's FLOPs per image: the work the
+function needs. An unfolded variant that also executes its BatchNorms does ~1% more arithmetic,
+which counts as overhead, not as useful work. CUDA variants are compared to a CUDA sgemm peak,
+CPU variants to the CPU one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.op_profile import profile_markdown
+from benchmarks.sweep import Cell, SweepResult
+from benchmarks.variants import BASELINE, FOLDED, UNFOLDED, Variant
+
+# The goals of issue 6 for this project's CPU (ratios from one run).
+BATCH1_SPEEDUP_GOAL = 15.0
+BATCH256_PEAK_GOAL = 0.40
+FOLD_GAIN_GOALS = {"pytorch-eager": 1.2, "ort-disabled": 1.1}
+FLOP_CONVENTION = (  # benchmarks.flops' docstring, in one line
+    "2 FLOPs per multiply-accumulate for Conv/Linear (bias not counted separately, as "
+    "torch.utils.flop_counter), 2 per element for eval BatchNorm, 1 for ReLU, kernel-1 "
+    "comparisons per MaxPool output"
+)
+
+
+def gflops(result: SweepResult, cell: Cell) -> float | None:
+    if cell.stats is None:
+        return None
+    return cell.batch * result.flops_per_image / cell.stats.median_s / 1e9
+
+
+def peak_fraction(result: SweepResult, cell: Cell) -> float | None:
+    rate, peak = gflops(result, cell), result.peak_for(cell.variant)
+    if rate is None or not peak:
+        return None
+    return rate * 1e9 / peak
+
+
+def _ran(result: SweepResult, b: int, *, cuda: bool = False) -> list[Cell]:
+    return [
+        c
+        for (name, batch), c in result.cells.items()
+        if batch == b and c.status == "run" and c.variant.cuda == cuda
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Targets
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    goal: str
+    measured: str
+    met: bool | None  # None: not measured in this run (batch size or variant not run)
+
+
+def _speedup_text(cell: Cell) -> str:
+    s = cell.speedup
+    return f"×{s.value:.1f} [{s.p10:.1f}–{s.p90:.1f}] ({cell.variant.name})"
+
+
+def targets(result: SweepResult) -> list[Target]:
+    """The issue's CPU goals, each with what this run measured."""
+    out = []
+    batch1 = [c for c in _ran(result, 1) if c.variant.folded]
+    if batch1:
+        best = max(batch1, key=lambda c: c.speedup.value)
+        met = best.speedup.value >= BATCH1_SPEEDUP_GOAL
+        out.append(
+            Target(
+                "batch 1 speed-up",
+                f">= {BATCH1_SPEEDUP_GOAL:g}× eager unfolded",
+                _speedup_text(best),
+                met,
+            )
+        )
+    else:
+        out.append(
+            Target("batch 1 speed-up", f">= {BATCH1_SPEEDUP_GOAL:g}×", "batch 1 not run", None)
+        )
+    big = _ran(result, 256)
+    if big:
+        best = max(big, key=lambda c: peak_fraction(result, c) or 0.0)
+        frac = peak_fraction(result, best) or 0.0
+        text = f"{100 * frac:.0f}% ({gflops(result, best):.1f} GFLOP/s, {best.variant.name})"
+        out.append(
+            Target(
+                "batch 256 share of sgemm peak",
+                f">= {100 * BATCH256_PEAK_GOAL:.0f}%",
+                text,
+                frac >= BATCH256_PEAK_GOAL,
+            )
+        )
+    else:
+        out.append(Target("batch 256 share of sgemm peak", ">= 40%", "batch 256 not run", None))
+    for family, goal in FOLD_GAIN_GOALS.items():
+        pair = result.fold_pairs.get((family, 1))
+        name = f"batch 1 folded vs unfolded, {family}"
+        if pair is None:
+            out.append(Target(name, f">= {goal:g}×", "not run", None))
+            continue
+        text = f"×{pair.value:.2f} [{pair.p10:.2f}–{pair.p90:.2f}]"
+        out.append(Target(name, f">= {goal:g}×", text, pair.value >= goal))
+    if result.fold_pairs:
+        worst_key = min(result.fold_pairs, key=lambda k: result.fold_pairs[k].value)
+        worst = result.fold_pairs[worst_key]
+        slower = [f"{f} @ {b}" for (f, b), r in result.fold_pairs.items() if r.slower_beyond_noise]
+        text = (
+            f"slower beyond noise: {', '.join(slower)}"
+            if slower
+            else f"none; lowest ×{worst.value:.2f} [{worst.p10:.2f}–{worst.p90:.2f}] "
+            f"({worst_key[0]} @ batch {worst_key[1]})"
+        )
+        out.append(
+            Target(
+                "folded never slower beyond noise", "p90 of per-round ratio >= 1", text, not slower
+            )
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Recommendation
+
+
+def recommendation(result: SweepResult) -> dict[str, Any]:
+    """The fastest CPU variant per batch size, and the one best across all of them.
+
+    "Best across all" is the highest geometric mean of the speed-ups over the batch sizes,
+    among variants that ran at every one; CUDA variants get their own per-batch pick.
+    """
+    sizes = result.config.batch_sizes
+    per_batch = {}
+    cuda_per_batch = {}
+    for b in sizes:
+        ran = _ran(result, b)
+        if ran:
+            per_batch[b] = min(ran, key=lambda c: c.stats.median_s).variant.name
+        gpu = _ran(result, b, cuda=True)
+        if gpu:
+            cuda_per_batch[b] = min(gpu, key=lambda c: c.stats.median_s).variant.name
+    scores = {}
+    for v in result.variants:
+        if v.cuda:
+            continue
+        cells = [result.cells[(v.name, b)] for b in sizes]
+        if all(c.status == "run" for c in cells):
+            scores[v.name] = math.exp(sum(math.log(c.speedup.value) for c in cells) / len(cells))
+    overall = max(scores, key=scores.get) if scores else None
+    variant = next((v for v in result.variants if v.name == overall), None)
+    lines = []
+    if overall is not None:
+        gains = ", ".join(
+            f"batch {b}: ×{result.cells[(overall, b)].speedup.value:.1f}" for b in sizes
+        )
+        lines.append(f"Recommended on this CPU: {overall} — {variant.how} ({gains} vs {BASELINE}).")
+    if per_batch:
+        lines.append(
+            "Fastest per batch size: " + "; ".join(f"{b}: {n}" for b, n in per_batch.items()) + "."
+        )
+    if cuda_per_batch:
+        lines.append(
+            "Fastest on CUDA: " + "; ".join(f"{b}: {n}" for b, n in cuda_per_batch.items()) + "."
+        )
+    return {
+        "overall": overall,
+        "how": variant.how if variant else None,
+        "geomean_speedup": scores.get(overall) if overall else None,
+        "per_batch": {str(b): n for b, n in per_batch.items()},
+        "cuda_per_batch": {str(b): n for b, n in cuda_per_batch.items()},
+        "text": " ".join(lines) if lines else "nothing ran: no recommendation",
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON
+
+
+def _variant_dict(v: Variant) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "runtime": v.runtime,
+        "device": v.device,
+        "folded": v.folded,
+        "family": v.family,
+        "how": v.how,
+        "options": dataclasses.asdict(v.options),
+        "baseline": v.name == BASELINE,
+    }
+
+
+def _cell_dict(result: SweepResult, c: Cell) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "variant": c.variant.name,
+        "batch": c.batch,
+        "status": c.status,
+        "reason": c.reason,
+        "max_abs_err": c.max_abs_err,
+        "tolerance_ratio": c.tolerance_ratio,
+    }
+    if c.stats is not None:
+        out.update(
+            median_ms=1e3 * c.stats.median_s,
+            p90_ms=1e3 * c.stats.p90_s,
+            images_per_s=c.stats.throughput(c.batch),
+            speedup_vs_baseline=c.speedup.value,
+            speedup_p10=c.speedup.p10,
+            speedup_p90=c.speedup.p90,
+            gflops=gflops(result, c),
+            peak_fraction=peak_fraction(result, c),
+            calls=c.stats.calls,
+            rounds=c.stats.rounds,
+        )
+    return out
+
+
+def to_dict(result: SweepResult, command: str | None = None) -> dict[str, Any]:
+    cfg = dataclasses.asdict(result.config)
+    return {
+        "command": command,
+        "meta": result.meta,
+        "config": cfg,
+        "baseline": BASELINE,
+        "batch_sizes": list(result.config.batch_sizes),
+        "flop_convention": FLOP_CONVENTION,
+        "flops_per_image": {k: result.flops[k].to_dict() for k in (UNFOLDED, FOLDED)},
+        "flops_per_image_for_rates": result.flops_per_image,
+        "peak": result.peak.to_dict(),
+        "cuda_peak_flops_per_s": result.cuda_peak_flops_per_s,
+        "variants": [_variant_dict(v) for v in result.variants],
+        "results": [_cell_dict(result, c) for c in result.cells.values()],
+        "fold_pairs": [
+            {
+                "family": family,
+                "batch": b,
+                "speedup": r.value,
+                "p10": r.p10,
+                "p90": r.p90,
+                "slower_beyond_noise": r.slower_beyond_noise,
+            }
+            for (family, b), r in result.fold_pairs.items()
+        ],
+        "targets": [dataclasses.asdict(t) for t in targets(result)],
+        "recommendation": recommendation(result),
+        "profiles": [p.to_dict() for p in result.profiles],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _ms(seconds: float) -> str:
+    ms = 1e3 * seconds
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _load(values: list[float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+def to_markdown(result: SweepResult, command: str | None = None) -> str:
+    m, sizes = result.meta, result.config.batch_sizes
+    peak = result.peak
+    by_threads = ", ".join(
+        f"{t} thread{'s' * (t > 1)}: {r / 1e9:.0f}" for t, r in peak.by_threads.items()
+    )
+    lines = ["# Inference latency: PyTorch and ONNX Runtime, unfolded and folded", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += [
+        f"Machine: {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs); torch {m.get('torch')} "
+        f"({m.get('torch_threads')} threads), onnxruntime {m.get('onnxruntime')}. "
+        f"Run {m.get('started')}, {m.get('seconds', 0):.0f} s. Load average (1/5/15 min): "
+        f"{_load(m.get('load_average_before', []))} before, "
+        f"{_load(m.get('load_average_after', []))} after.",
+        "",
+        f"Network: {result.flops[FOLDED].per_image / 1e6:.3f} MFLOP per image folded, "
+        f"{result.flops[UNFOLDED].per_image / 1e6:.3f} unfolded ({FLOP_CONVENTION}). "
+        f"Machine limit: fp32 sgemm {peak.size}³, best of {peak.repeats}: "
+        f"**{peak.flops_per_s / 1e9:.0f} GFLOP/s** ({by_threads} GFLOP/s)"
+        + (
+            f"; CUDA sgemm {result.cuda_peak_flops_per_s / 1e9:.0f} GFLOP/s"
+            if result.cuda_peak_flops_per_s
+            else ""
+        )
+        + ".",
+        "",
+        f"Timing: {result.config.warmup} warm-up calls, then {result.config.rounds} interleaved "
+        f"rounds; in each, every variant runs one block of calls (~5 ms, after one untimed "
+        f"call; a 50 ms pause follows multi-thread ORT sessions, whose idle pools spin), "
+        f"runtimes grouped, order shuffled per round (benchmarks/timing.py). Every ratio "
+        f"is against {BASELINE} in the same rounds; [p10–p90] is the spread of the per-round "
+        f"ratio. On a shared two-core machine, 2-thread PyTorch variants are erratic when "
+        f"another process holds a core (OpenMP barriers wait for a descheduled thread): compare "
+        f"their p90 with their median.",
+        "",
+        "## Median latency in ms (× faster than " + BASELINE + ")",
+        "",
+        "| variant | " + " | ".join(f"batch {b}" for b in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for v in result.variants:
+        row = []
+        for b in sizes:
+            c = result.cells[(v.name, b)]
+            row.append(f"{_ms(c.stats.median_s)} (×{c.speedup.value:.1f})" if c.stats else "—")
+        label = f"**{v.name}** (baseline)" if v.name == BASELINE else v.name
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "## Detail",
+        "",
+        "| variant | batch | median ms | p90 ms | images/s | × baseline [p10–p90] | GFLOP/s "
+        "| % of peak | max abs err |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in sizes:
+        for v in result.variants:
+            c = result.cells[(v.name, b)]
+            if c.stats is None:
+                continue
+            s = c.speedup
+            lines.append(
+                f"| {v.name} | {b} | {_ms(c.stats.median_s)} | {_ms(c.stats.p90_s)} "
+                f"| {c.stats.throughput(b):,.0f} | ×{s.value:.2f} [{s.p10:.2f}–{s.p90:.2f}] "
+                f"| {gflops(result, c):.2f} | {100 * (peak_fraction(result, c) or 0):.1f}% "
+                f"| {c.max_abs_err:.1e} |"
+            )
+    if result.fold_pairs:
+        families = sorted({f for f, _ in result.fold_pairs})
+        lines += [
+            "",
+            "## Folded vs unfolded in the same runtime (unfolded latency / folded latency)",
+            "",
+            "| runtime | " + " | ".join(f"batch {b}" for b in sizes) + " |",
+            "|---|" + "---:|" * len(sizes),
+        ]
+        for family in families:
+            row = []
+            for b in sizes:
+                r = result.fold_pairs.get((family, b))
+                row.append(f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}]" if r else "—")
+            lines.append(f"| {family} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "## Targets (issue 6, CPU)",
+        "",
+        "| target | goal | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for t in targets(result):
+        met = "—" if t.met is None else "yes" if t.met else "**no**"
+        lines.append(f"| {t.name} | {t.goal} | {t.measured} | {met} |")
+    lines += ["", "## Recommendation", "", recommendation(result)["text"], ""]
+    if result.profiles:
+        lines += ["## Where the time goes (per-op profiles, same run)", ""]
+        lines += profile_markdown(result.profiles)
+    lines += ["## Variants", "", "| variant | how |", "|---|---|"]
+    lines += [f"| {v.name} | {v.how} |" for v in result.variants]
+    not_run = _not_run(result)
+    if not_run:
+        lines += ["", "## Not run", ""]
+        lines += [f"- {name}: {reason}" for name, reason in not_run.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _not_run(result: SweepResult) -> dict[str, str]:
+    """name (and batch sizes, when it ran at some) → reason, for every cell that did not run."""
+    out: dict[str, str] = {}
+    for v in result.variants:
+        cells = [result.cells[(v.name, b)] for b in result.config.batch_sizes]
+        missing = [c for c in cells if c.status != "run"]
+        if not missing:
+            continue
+        if len(missing) == len(cells):
+            out[v.name] = f"{missing[0].status}: {missing[0].reason}"
+        else:
+            for c in missing:
+                out[f"{v.name} @ batch {c.batch}"] = f"{c.status}: {c.reason}"
+    return out

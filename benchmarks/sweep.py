@@ -1,0 +1,413 @@
+"""The inference benchmark's run: every variant at every batch size, against one baseline.
+
+Per batch size, every variant is bound to the same seeded random batch, checked against the
+float64 unfolded reference with the tolerances ``python -m export`` proves (a variant that
+computes something else is reported, never timed), then timed in interleaved rounds
+(:mod:`benchmarks.timing`) together with the baseline, plain PyTorch eager on the unfolded
+network. The machine's sgemm peak is measured before and after the latency rounds, the
+network's FLOPs are counted from the model (:mod:`benchmarks.flops`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from benchmarks.flops import FlopCount, flops_per_image
+from benchmarks.op_profile import Profile, ort_profile, torch_profile
+from benchmarks.peak import Peak, best_cuda_sgemm_rate, measure_peak
+from benchmarks.timing import DEFAULT_BLOCK_S, Ratio, Samples, Stats, measure_interleaved, summarise
+from benchmarks.timing import ratio as latency_ratio
+from benchmarks.variants import (
+    BASELINE,
+    FOLDED,
+    UNFOLDED,
+    Backend,
+    OrtOptions,
+    Sources,
+    Unavailable,
+    Variant,
+    all_variants,
+    first_line,
+    load,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZES = (1, 8, 64, 256)
+
+
+class BenchmarkError(ValueError):
+    """A checkpoint, ONNX folder or option the benchmark cannot use; the message says why."""
+
+
+@dataclass
+class SweepConfig:
+    """Everything a run depends on; the defaults are the CLI's."""
+
+    checkpoint: str
+    onnx_dir: str | None = None
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    rounds: int = 20
+    warmup: int = 5
+    block_s: float = DEFAULT_BLOCK_S
+    variants: tuple[str, ...] | None = None  # names to run (the baseline always runs)
+    cuda_only: bool = False  # the CUDA variants and the baseline only
+    peak_size: int = 2048
+    peak_repeats: int = 5
+    seed: int = 0
+    profile: bool = True  # per-op profiles at the smallest and largest batch (CPU)
+
+
+@dataclass
+class Cell:
+    """One variant at one batch size."""
+
+    variant: Variant
+    batch: int
+    status: str  # "run" | "not run" | "failed parity"
+    reason: str | None = None
+    stats: Stats | None = None
+    speedup: Ratio | None = None  # vs the baseline, same rounds
+    max_abs_err: float | None = None
+    tolerance_ratio: float | None = None  # max |Δ| / (atol + rtol·|ref|); pass iff <= 1
+    samples: Samples | None = None
+
+
+@dataclass
+class SweepResult:
+    config: SweepConfig
+    variants: list[Variant]
+    cells: dict[tuple[str, int], Cell]
+    fold_pairs: dict[tuple[str, int], Ratio]  # (family, batch) → unfolded / folded latency
+    flops: dict[str, FlopCount]  # "unfolded" / "folded" per image
+    peak: Peak
+    cuda_peak_flops_per_s: float | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    profiles: list[Profile] = field(default_factory=list)
+
+    @property
+    def flops_per_image(self) -> float:
+        """The work every variant must do: the folded network's FLOPs (see the report)."""
+        return self.flops[FOLDED].per_image
+
+    def cell(self, name: str, batch: int) -> Cell:
+        return self.cells[(name, batch)]
+
+    def peak_for(self, variant: Variant) -> float | None:
+        return self.cuda_peak_flops_per_s if variant.cuda else self.peak.flops_per_s
+
+
+def select_variants(cfg: SweepConfig) -> list[Variant]:
+    """The variants ``cfg`` asks for, the baseline first; BenchmarkError for unknown names."""
+    catalogue = all_variants()
+    names = [v.name for v in catalogue]
+    chosen = catalogue
+    if cfg.variants:
+        unknown = sorted(set(cfg.variants) - set(names))
+        if unknown:
+            raise BenchmarkError(
+                f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(names)}"
+            )
+        chosen = [v for v in catalogue if v.name in cfg.variants or v.name == BASELINE]
+    if cfg.cuda_only:
+        chosen = [v for v in chosen if v.cuda or v.name == BASELINE]
+    return chosen
+
+
+def _check_config(cfg: SweepConfig) -> None:
+    if not cfg.batch_sizes or any(b < 1 for b in cfg.batch_sizes):
+        raise BenchmarkError(f"batch sizes must be >= 1, got {list(cfg.batch_sizes)}")
+    if cfg.rounds < 1 or cfg.warmup < 1:
+        raise BenchmarkError(f"--repeats and --warmup must be >= 1 ({cfg.rounds}, {cfg.warmup})")
+    if cfg.block_s <= 0:
+        raise BenchmarkError(f"the block time must be > 0, got {cfg.block_s}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Sources: the checkpoint, its fold, its ONNX files (exported to a temp folder when missing).
+
+
+def _onnx_files(cfg: SweepConfig, tmp: Path) -> dict[str, Path]:
+    from export import metadata, onnx_writer
+    from export.pipeline import ExportConfig, export_checkpoint, onnx_paths
+
+    if cfg.onnx_dir is not None:
+        files = onnx_paths(cfg.onnx_dir, cfg.checkpoint)
+        if all(p.is_file() for p in files.values()):
+            sha = metadata.sha256_file(cfg.checkpoint)
+            for path in files.values():
+                recorded = metadata.read_metadata(onnx_writer.load(path)).get(
+                    metadata.CHECKPOINT_SHA256
+                )
+                if recorded != sha:
+                    raise BenchmarkError(
+                        f"{path} was exported from another checkpoint (sha256 "
+                        f"{str(recorded)[:12]}…, {cfg.checkpoint} is {sha[:12]}…): re-export "
+                        f"with python -m export --checkpoint {cfg.checkpoint} --out {cfg.onnx_dir}"
+                    )
+            return files
+        log.warning(
+            "no ONNX files for %s in %s: exporting to a temp folder", cfg.checkpoint, cfg.onnx_dir
+        )
+    result = export_checkpoint(ExportConfig(checkpoint=cfg.checkpoint, out=str(tmp)))
+    if not result.parity.passed:
+        raise BenchmarkError(
+            f"the export of {cfg.checkpoint} failed parity: {result.parity.summary()}"
+        )
+    return result.files
+
+
+def _sources(cfg: SweepConfig, tmp: Path) -> tuple[Sources, dict[str, Any]]:
+    import bnfold
+    from train.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(cfg.checkpoint)
+        unfolded = build_from_checkpoint(ckpt)
+    except CheckpointError as e:
+        raise BenchmarkError(str(e)) from e
+    size = (int(ckpt["input_size"][0]), int(ckpt["input_size"][1]))
+    folded = bnfold.fold(unfolded, torch.zeros(2, 3, *size)).model.eval()
+    return Sources(unfolded, folded, _onnx_files(cfg, tmp)), ckpt
+
+
+# ----------------------------------------------------------------------------------------------
+# Parity of one runner's output.
+
+
+def _parity(variant: Variant, got: np.ndarray, ref: np.ndarray) -> tuple[bool, float, float]:
+    from export.parity_run import CPU_TOLERANCE, CUDA_TOLERANCE
+
+    tol = CUDA_TOLERANCE if variant.cuda else CPU_TOLERANCE
+    if got.shape != ref.shape:
+        return False, float("inf"), float("inf")
+    diff = np.abs(got.astype(np.float64) - ref)
+    bound = tol.atol + tol.rtol * np.abs(ref)
+    tol_ratio = float(np.max(diff / bound))
+    same_argmax = bool(np.array_equal(got.argmax(axis=1), ref.argmax(axis=1)))
+    return tol_ratio <= 1.0 and same_argmax, float(diff.max()), tol_ratio
+
+
+# ----------------------------------------------------------------------------------------------
+# The run.
+
+
+def _meta(cfg: SweepConfig) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "load_average_before": list(os.getloadavg()),
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "checkpoint": str(cfg.checkpoint),
+    }
+
+
+def _load_all(variants: list[Variant], sources: Sources) -> tuple[dict[str, Backend], dict]:
+    backends: dict[str, Backend] = {}
+    unavailable: dict[str, str] = {}
+    for variant in tqdm(variants, desc="load", unit="variant", leave=False, disable=None):
+        try:
+            backends[variant.name] = load(variant, sources)
+        except Unavailable as e:
+            unavailable[variant.name] = str(e)
+            log.info("%s not run: %s", variant.name, e)
+    return backends, unavailable
+
+
+def leaves_threads_spinning(variant: Variant) -> bool:
+    """Whether ``variant``'s idle thread pool keeps spinning long enough to slow the next one.
+
+    True for an ORT CPU session with more than one intra-op thread (ORT's default is one per
+    core): its pool spins for some 30-50 ms after a call (see :mod:`benchmarks.timing`).
+    PyTorch's OpenMP pool is not paused after: its spin is short (a one-thread ORT session
+    right after a two-thread PyTorch call ran at 7.8 ms instead of 7.2 ms, batch 256), and
+    a pause would let the pool fall asleep, so that PyTorch's own next block would time
+    waking it up (84 ms instead of 0.4 ms per call at batch 1 with another process on a core).
+    """
+    if variant.cuda or variant.runtime != "onnxruntime":
+        return False
+    return (variant.options.threads or os.cpu_count() or 1) > 1
+
+
+def _bind_and_check(
+    variant: Variant, backend: Backend, batch: np.ndarray, ref: np.ndarray
+) -> tuple[Any, Cell | None]:
+    """The runner, or a not-run / failed-parity cell instead of one."""
+    b = batch.shape[0]
+    try:
+        runner = backend.bind(batch)
+        with runner.setting():
+            runner.step()
+        got = runner.read()
+    except Unavailable as e:
+        return None, Cell(variant, b, "not run", reason=str(e))
+    except Exception as e:  # a runtime that crashes at this batch size is reported, not fatal
+        log.debug("%s failed at batch %d", variant.name, b, exc_info=True)
+        return None, Cell(variant, b, "not run", reason=f"failed: {first_line(e)}")
+    passed, max_abs, tol_ratio = _parity(variant, got, ref)
+    if not passed:
+        reason = f"output differs from the reference (tolerance ratio {tol_ratio:.3g})"
+        cell = Cell(
+            variant, b, "failed parity", reason, max_abs_err=max_abs, tolerance_ratio=tol_ratio
+        )
+        return None, cell
+    return runner, Cell(variant, b, "run", max_abs_err=max_abs, tolerance_ratio=tol_ratio)
+
+
+def _sweep_batch(
+    cfg: SweepConfig,
+    variants: list[Variant],
+    backends: dict[str, Backend],
+    reference: torch.nn.Module,
+    input_size: tuple[int, int],
+    b: int,
+) -> dict[str, Cell]:
+    generator = torch.Generator().manual_seed(cfg.seed + b)
+    batch = torch.randn(b, 3, *input_size, generator=generator).numpy()
+    with torch.no_grad():
+        ref = reference(torch.from_numpy(batch).double()).numpy()
+    runners, cells = {}, {}
+    for variant in variants:
+        if variant.name not in backends:
+            continue
+        runner, cell = _bind_and_check(variant, backends[variant.name], batch, ref)
+        cells[variant.name] = cell
+        if runner is not None:
+            runners[variant.name] = runner
+    if BASELINE not in runners:
+        raise BenchmarkError(
+            f"the baseline {BASELINE} did not run at batch {b}: {cells[BASELINE].reason}"
+        )
+    by_name = {v.name: v for v in variants}
+    groups = {name: f"{by_name[name].runtime}-{by_name[name].device}" for name in runners}
+    samples = measure_interleaved(
+        runners,
+        rounds=cfg.rounds,
+        warmup=cfg.warmup,
+        block_s=cfg.block_s,
+        groups=groups,
+        seed=cfg.seed + b,
+        pause_after=[name for name in runners if leaves_threads_spinning(by_name[name])],
+    )
+    for name, s in samples.items():
+        cell = cells[name]
+        cell.samples = s
+        cell.stats = summarise(s)
+        cell.speedup = latency_ratio(samples[BASELINE], s)
+    return cells
+
+
+def run_sweep(cfg: SweepConfig) -> SweepResult:
+    """Measure every selected variant at every batch size; see the module docstring."""
+    from export.runtimes import no_tf32
+
+    _check_config(cfg)
+    variants = select_variants(cfg)
+    meta = _meta(cfg)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rmb-bench-onnx-") as tmp:
+        sources, ckpt = _sources(cfg, Path(tmp))
+        input_size = (int(ckpt["input_size"][0]), int(ckpt["input_size"][1]))
+        meta["onnx_files"] = {k: str(v) for k, v in sources.files.items()}
+        flops = {
+            UNFOLDED: flops_per_image(sources.unfolded, input_size),
+            FOLDED: flops_per_image(sources.folded, input_size),
+        }
+        peak = measure_peak(cfg.peak_size, cfg.peak_repeats)
+        backends, unavailable = _load_all(variants, sources)
+        cuda_used = any(v.cuda for v in variants if v.name in backends)
+        reference = copy.deepcopy(sources.unfolded).double().eval()
+        cells: dict[tuple[str, int], Cell] = {}
+        precision = no_tf32 if cuda_used else contextlib.nullcontext
+        with precision():
+            for b in tqdm(
+                cfg.batch_sizes, desc="batch sizes", unit="size", leave=False, disable=None
+            ):
+                found = _sweep_batch(cfg, variants, backends, reference, input_size, b)
+                for variant in variants:
+                    cells[(variant.name, b)] = found.get(variant.name) or Cell(
+                        variant, b, "not run", reason=unavailable.get(variant.name)
+                    )
+        peak = peak.merged(measure_peak(cfg.peak_size, cfg.peak_repeats))
+        cuda_peak = best_cuda_sgemm_rate() if cuda_used else None
+        profiles = _profiles(cfg, sources, input_size) if cfg.profile and not cfg.cuda_only else []
+    meta["load_average_after"] = list(os.getloadavg())
+    meta["seconds"] = time.perf_counter() - start
+    return SweepResult(
+        config=cfg,
+        variants=variants,
+        cells=cells,
+        fold_pairs=_fold_pairs(variants, cells, cfg.batch_sizes),
+        flops=flops,
+        peak=peak,
+        cuda_peak_flops_per_s=cuda_peak,
+        meta=meta,
+        profiles=profiles,
+    )
+
+
+def _profiles(cfg: SweepConfig, sources: Sources, input_size: tuple[int, int]) -> list[Profile]:
+    """The baseline, ORT without optimisations (both files) and the tuned ORT session, op by op.
+
+    At the smallest and the largest batch size: the evidence for the batch-1 and batch-256
+    targets and for what folding saves in a runtime that does not fuse on its own.
+    """
+    out = []
+    for b in sorted({min(cfg.batch_sizes), max(cfg.batch_sizes)}):
+        generator = torch.Generator().manual_seed(cfg.seed + b)
+        batch = torch.randn(b, 3, *input_size, generator=generator).numpy()
+        out.append(torch_profile(sources.unfolded, batch, f"{BASELINE} (module hooks)"))
+        for folded in (False, True):
+            kind = FOLDED if folded else UNFOLDED
+            out.append(
+                ort_profile(
+                    sources.onnx(folded), OrtOptions("disabled"), batch, f"ort-disabled/{kind}"
+                )
+            )
+        tuned = OrtOptions("all", threads=1)
+        out.append(
+            ort_profile(sources.onnx(True), tuned, batch, "ort-all-t1/folded (ORT profiler)")
+        )
+    return out
+
+
+def _fold_pairs(
+    variants: list[Variant], cells: dict[tuple[str, int], Cell], batch_sizes: tuple[int, ...]
+) -> dict[tuple[str, int], Ratio]:
+    """Unfolded over folded latency for every family that ran both, at every batch size."""
+    pairs = {}
+    families = {v.family for v in variants}
+    for family in sorted(families):
+        for b in batch_sizes:
+            u = cells.get((f"{family}/{UNFOLDED}", b))
+            f = cells.get((f"{family}/{FOLDED}", b))
+            if u and f and u.samples is not None and f.samples is not None:
+                pairs[(family, b)] = latency_ratio(u.samples, f.samples)
+    return pairs

@@ -1,0 +1,169 @@
+"""PyTorch variants of the inference benchmark: eager, inference mode, NHWC, jit, compile, CUDA.
+
+Each backend owns a deep copy of the model (the caller's stays on the CPU, unchanged). Per batch
+size, ``bind`` puts the input where the variant wants it and does the one-off work a deployment
+does once (tracing, compiling for that shape), so ``step`` holds only what every request pays.
+CUDA steps end with ``torch.cuda.synchronize()`` so the timer sees the work, not its launch;
+the input lives on the GPU already, so host-to-device copies are not timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.variants import Runner, TorchOptions, Unavailable, first_line
+
+log = logging.getLogger(__name__)
+
+MODES = ("no_grad", "inference_mode", "channels_last", "no_mkldnn", "jit_freeze", "compile")
+_JIT_WARMUP = 3  # the profiling executor optimises a frozen graph on its second call
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count inside the block (None: leave it), restored after."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def compiler_unavailable() -> str | None:
+    """Why inductor cannot build CPU kernels here, or None when a C++ compiler is found."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        compiler = get_cpp_compiler()
+    except Exception as e:  # inductor raises RuntimeError or its own types when none is found
+        return f"torch.compile needs a C++ compiler for CPU kernels: {first_line(e)}"
+    if not shutil.which(compiler):
+        return f"torch.compile's C++ compiler {compiler!r} is not on PATH"
+    return None
+
+
+class TorchBackend:
+    """One PyTorch variant: a private copy of the model on its device."""
+
+    def __init__(self, model: nn.Module, options: TorchOptions, device: str = "cpu") -> None:
+        if options.mode not in MODES:
+            raise ValueError(f"unknown torch mode {options.mode!r}: choose one of {MODES}")
+        if device == "cuda":
+            from export.runtimes import torch_cuda_unavailable
+
+            reason = torch_cuda_unavailable()
+            if reason:
+                raise Unavailable(reason)
+        if options.mode == "compile":
+            reason = compiler_unavailable()
+            if reason:
+                raise Unavailable(reason)
+        self.options = options
+        self.device = torch.device(device)
+        self.model = copy.deepcopy(model).to(self.device).eval()
+        if options.mode == "channels_last":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def setting(self) -> contextlib.AbstractContextManager[None]:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch_threads(self.options.threads))
+        if self.options.mode == "no_mkldnn":
+            # The flags context also resets oneDNN's TF32 switch, which warns on CPU-only builds.
+            stack.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+            stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+        return stack
+
+    def bind(self, batch: np.ndarray) -> Runner:
+        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+        with self.setting():
+            forward = self._forward(x)
+        out: list[torch.Tensor] = []
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else None
+
+        def step() -> None:
+            out[:] = [forward()]
+            if sync is not None:
+                sync()
+
+        def read() -> np.ndarray:
+            if not out:
+                step()
+            return out[0].detach().float().cpu().numpy()
+
+        return Runner(step, read, self.setting)
+
+    def _forward(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+        """The zero-argument call that ``step`` times, with its one-off work done."""
+        model, mode = self.model, self.options.mode
+        if mode == "no_grad":
+            return _under(torch.no_grad, lambda: model(x))
+        if mode in ("inference_mode", "no_mkldnn"):
+            return _under(torch.inference_mode, lambda: model(x))
+        if mode == "channels_last":
+            return _under(
+                torch.inference_mode, lambda: model(x.contiguous(memory_format=torch.channels_last))
+            )
+        if mode == "jit_freeze":
+            frozen = _jit_freeze(model, x)
+            call = _under(torch.no_grad, lambda: frozen(x))
+            for _ in range(_JIT_WARMUP):
+                call()
+            return call
+        return _compile(model, x)
+
+
+def _under(context: Callable[[], contextlib.AbstractContextManager], fn: Callable):
+    def call():
+        with context():
+            return fn()
+
+    return call
+
+
+def _jit_freeze(model: nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings(), torch.no_grad():
+        # torch 2.x deprecates TorchScript (FutureWarning); it is measured as what it still is.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        try:
+            return torch.jit.freeze(torch.jit.trace(model, x).eval())
+        except Exception as e:  # TorchScript raises many types for untraceable code
+            raise Unavailable(f"torch.jit.trace/freeze failed: {first_line(e)}") from e
+
+
+def _compile(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """``torch.compile`` specialised to ``x``'s shape, compiled here (not in the timed calls).
+
+    ``freezing=True`` lets inductor treat the weights as constants (prepacked for oneDNN on the
+    CPU); it must be on while the graph compiles, which happens on the first call. A fresh
+    ``torch.compile`` wrapper per batch size with ``dynamic=False`` keeps one static graph each.
+    """
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(model, dynamic=False)
+
+    def call() -> torch.Tensor:
+        with torch.no_grad():
+            return compiled(x)
+
+    try:
+        with inductor_config.patch(freezing=True):
+            call()
+    except Exception as e:  # dynamo/inductor raise their own types (BackendCompilerFailed, ...)
+        log.debug("torch.compile failed", exc_info=True)
+        raise Unavailable(f"torch.compile failed: {first_line(e)}") from e
+    return call

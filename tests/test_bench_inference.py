@@ -1,0 +1,365 @@
+"""benchmarks.inference and its helpers: runners compute the model, rounds interleave, the CLI
+writes every variant. No timing is asserted: only structure, parity and arithmetic."""
+
+from __future__ import annotations
+
+import json
+import random
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+
+import bnfold
+from benchmarks import sweep, timing
+from benchmarks.inference import JSON_NAME, MD_NAME, PNG_NAME, get_args_parser, main
+from benchmarks.ort_runners import OrtBackend, cpu_session
+from benchmarks.torch_runners import MODES, TorchBackend, compiler_unavailable
+from benchmarks.variants import (
+    BASELINE,
+    OrtOptions,
+    Runner,
+    TorchOptions,
+    Variant,
+    all_variants,
+    cpu_variants,
+    cuda_variants,
+)
+from export import onnx_writer
+from train.models import build_model
+from train.trainer import TrainConfig, fit
+
+LENET_FLOPS = 1_313_332  # tests/test_bench_flops.py: the hand count of the folded 2-class net
+
+
+def _run(*argv: str) -> int:
+    return main(get_args_parser().parse_args(list(argv)))
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    """BN-LeNet with non-trivial BN statistics, its fold, and both ONNX files."""
+    torch.manual_seed(0)
+    model = build_model("bn-lenet", 2)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    folded = bnfold.fold(model, torch.zeros(2, 3, 32, 32)).model.eval()
+    folder = tmp_path_factory.mktemp("onnx")
+    files = {"unfolded": folder / "m.unfolded.onnx", "folded": folder / "m.folded.onnx"}
+    onnx_writer.save(onnx_writer.to_onnx(model, (32, 32)), files["unfolded"])
+    onnx_writer.save(onnx_writer.to_onnx(folded, (32, 32)), files["folded"])
+    return model, folded, files
+
+
+@pytest.fixture(scope="module")
+def checkpoint(module_image_folder, tmp_path_factory):
+    data = module_image_folder(per_class=6)
+    out = tmp_path_factory.mktemp("ckpt") / "bn-lenet.pt"
+    fit(TrainConfig(data=str(data), epochs=1, batch_size=4, device="cpu", out=str(out)))
+    return out
+
+
+def _batch(n: int) -> np.ndarray:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(n)).numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Runners compute the network (what is timed is the real thing).
+
+
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "compile"])
+@pytest.mark.parametrize("threads", [None, 1])
+def test_torch_runners_match_eager(nets, mode, threads):
+    model, folded, _ = nets
+    x = _batch(3)
+    runner = TorchBackend(folded, TorchOptions(mode, threads)).bind(x)
+    before = torch.get_num_threads()
+    with runner.setting():
+        runner.step()
+    assert torch.get_num_threads() == before  # the thread setting is restored
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(runner.read(), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_torch_backend_leaves_the_callers_model_alone(nets):
+    model = nets[0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    backend = TorchBackend(model, TorchOptions("channels_last"))
+    backend.bind(_batch(2)).step()
+    assert backend.model is not model
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+        assert v.is_contiguous()  # not converted to channels-last
+
+
+@pytest.mark.parametrize("io_binding", [False, True])
+@pytest.mark.parametrize(("level", "threads"), [("disabled", None), ("default", None), ("all", 1)])
+def test_ort_runners_match_a_plain_session(nets, io_binding, level, threads):
+    _, _, files = nets
+    options = OrtOptions(level, threads, io_binding)
+    backend = OrtBackend(files["folded"], options)
+    plain = cpu_session(files["unfolded"], OrtOptions("disabled"))
+    for n in (1, 5):  # two bindings of one session: each writes its own output
+        x = _batch(n)
+        runner = backend.bind(x)
+        runner.step()
+        (expected,) = plain.run(None, {"image": x})
+        np.testing.assert_allclose(runner.read(), expected, atol=1e-5, rtol=1e-4)
+        assert runner.read().shape == (n, 2)
+
+
+def test_io_binding_output_follows_the_bound_input(nets):
+    # Guards against timing a run whose output is never refreshed: same session, two inputs.
+    _, folded, files = nets
+    backend = OrtBackend(files["folded"], OrtOptions("all", 1, io_binding=True))
+    first, second = backend.bind(_batch(4)), backend.bind(-_batch(4))
+    first.step()
+    second.step()
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            first.read(), folded(torch.from_numpy(_batch(4))).numpy(), atol=1e-5, rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            second.read(), folded(torch.from_numpy(-_batch(4))).numpy(), atol=1e-5, rtol=1e-4
+        )
+
+
+def test_cuda_variants_refuse_without_io_binding(nets):
+    with pytest.raises(ValueError, match="IO binding"):
+        OrtBackend(nets[2]["folded"], OrtOptions("default", io_binding=False), device="cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback")
+@pytest.mark.parametrize("variant", cuda_variants(), ids=lambda v: v.name)
+def test_cuda_variants_are_unavailable_with_a_reason_on_cpu_machines(nets, variant):
+    from benchmarks.variants import Sources, Unavailable, load
+
+    model, folded, files = nets
+    with pytest.raises(Unavailable, match=r"cuda|CUDA"):
+        load(variant, Sources(model, folded, files))
+
+
+def test_parity_check_rejects_a_wrong_output():
+    variant = cpu_variants()[0]
+    ref = np.array([[1.0, -1.0], [0.5, 2.0]])
+    ok, _, ratio = sweep._parity(variant, ref.astype(np.float32), ref)
+    assert ok and ratio < 1
+    assert not sweep._parity(variant, (ref + 1e-3).astype(np.float32), ref)[0]
+    swapped = ref[:, ::-1].astype(np.float32)  # wrong argmax too
+    assert not sweep._parity(variant, swapped, ref)[0]
+    assert not sweep._parity(variant, ref[:1].astype(np.float32), ref)[0]  # wrong shape
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing: interleaving and ratios (structure and arithmetic, no clocks).
+
+
+def test_summarise_and_ratio_arithmetic():
+    base = timing.Samples([[2.0, 4.0], [4.0, 4.0], [6.0, 6.0]])
+    other = timing.Samples([[1.0, 1.0], [2.0, 2.0], [2.0, 2.0]])
+    stats = timing.summarise(base)
+    assert stats.median_s == 4.0
+    assert stats.p90_s == pytest.approx(np.percentile([2, 4, 4, 4, 6, 6], 90))
+    assert (stats.calls, stats.rounds) == (6, 3)
+    assert stats.throughput(8) == 2.0
+    r = timing.ratio(base, other)
+    assert r.value == 2.0  # median 4 / median 2
+    per_round = np.array([3.0, 2.0, 3.0])
+    assert (r.p10, r.p90) == (np.percentile(per_round, 10), np.percentile(per_round, 90))
+    assert not r.slower_beyond_noise
+    assert timing.ratio(other, base).slower_beyond_noise
+    with pytest.raises(ValueError, match="same rounds"):
+        timing.ratio(base, timing.Samples([[1.0]]))
+
+
+def test_round_order_keeps_groups_together_and_varies():
+    names = ["a1", "a2", "a3", "b1", "b2", "c"]
+    groups = {"a1": "a", "a2": "a", "a3": "a", "b1": "b", "b2": "b"}
+    rng = random.Random(0)
+    orders = [timing.round_order(names, groups, rng) for _ in range(30)]
+    for order in orders:
+        assert sorted(order) == sorted(names)
+        labels = [groups.get(n, n) for n in order]
+        runs = [g for i, g in enumerate(labels) if i == 0 or labels[i - 1] != g]
+        assert len(runs) == 3  # each group in one contiguous run
+    predecessors = {tuple(o[o.index("a1") - 1 : o.index("a1") + 1]) for o in orders}
+    assert len(predecessors) > 1  # a1 does not always follow the same variant
+
+
+def test_measure_interleaved_runs_every_variant_every_round(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(timing.time, "sleep", slept.append)
+    entered: list[str] = []
+    calls: dict[str, int] = {}
+
+    def fake(name: str) -> Runner:
+        @contextmanager
+        def setting():
+            entered.append(name)
+            yield
+
+        def step() -> None:
+            calls[name] = calls.get(name, 0) + 1
+
+        return Runner(step, lambda: np.zeros(1), setting)
+
+    names = ["x", "y", "z"]
+    samples = timing.measure_interleaved(
+        {n: fake(n) for n in names},
+        rounds=4,
+        warmup=2,
+        block_s=1.0,
+        max_block_calls=3,
+        settle=1,
+        pause_after=["y"],
+        pause_s=0.25,
+    )
+    assert slept == [0.25] * (1 + 4)  # after y's warm-up and after each of its blocks
+    assert entered[:3] == names  # the warm-up, in order
+    for r in range(4):
+        assert sorted(entered[3 + 3 * r : 6 + 3 * r]) == names  # every round: each once
+    for n in names:
+        assert len(samples[n].rounds) == 4
+        assert all(len(block) == 3 for block in samples[n].rounds)  # capped block size
+        assert calls[n] == (2 + 1) + 4 * (3 + 1)  # warm-up + settle, then settle + block
+    with pytest.raises(ValueError, match="rounds"):
+        timing.measure_interleaved({"x": fake("x")}, rounds=0, warmup=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "spins"),
+    [
+        ("ort-all-t1-iobind/folded", False),
+        ("ort-all-t2-iobind/folded", True),
+        ("pytorch-compile-t1/folded", False),
+        (BASELINE, False),  # PyTorch's pool is never paused after: see the docstring
+        ("pytorch-cuda/folded", False),
+        ("ort-cuda-iobind/folded", False),
+    ],
+)
+def test_which_variants_are_followed_by_a_pause(name, spins):
+    variant = next(v for v in all_variants() if v.name == name)
+    assert sweep.leaves_threads_spinning(variant) is spins
+
+
+def test_ort_default_threads_pause_exactly_when_there_is_more_than_one_core():
+    import os
+
+    ort_default = next(v for v in all_variants() if v.name == "ort-default/folded")
+    assert sweep.leaves_threads_spinning(ort_default) is ((os.cpu_count() or 1) > 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The CLI
+
+
+def test_variant_selection():
+    cfg = sweep.SweepConfig("ckpt", cuda_only=True)
+    chosen = [v.name for v in sweep.select_variants(cfg)]
+    assert chosen == [BASELINE] + [v.name for v in cuda_variants()]
+    picked = sweep.select_variants(sweep.SweepConfig("ckpt", variants=("ort-default/folded",)))
+    assert [v.name for v in picked] == [BASELINE, "ort-default/folded"]
+    names = [v.name for v in all_variants()]
+    assert len(names) == len(set(names))
+    assert all(isinstance(v, Variant) and v.how for v in all_variants())
+
+
+def test_list_variants_and_unknown_names(capsys, checkpoint, tmp_path):
+    assert _run("--list-variants") == 0
+    listed = capsys.readouterr().out
+    assert all(v.name in listed for v in all_variants())
+    code = _run("--checkpoint", str(checkpoint), "--out", str(tmp_path), "--variants", "nope/x")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown variant(s) nope/x" in err and BASELINE in err
+    assert not (tmp_path / JSON_NAME).exists()
+
+
+def test_onnx_files_of_another_checkpoint_are_refused(checkpoint, tmp_path, capsys):
+    from export.pipeline import ExportConfig, export_checkpoint
+    from train.checkpoint import load_checkpoint, save_checkpoint
+
+    onnx_dir = tmp_path / "onnx"
+    export_checkpoint(ExportConfig(checkpoint=str(checkpoint), out=str(onnx_dir)))
+    other = tmp_path / checkpoint.name  # same stem, different bytes
+    ckpt = load_checkpoint(checkpoint)
+    ckpt["metrics"] = {**ckpt["metrics"], "note": "another run"}
+    save_checkpoint(ckpt, other)
+    code = _run("--checkpoint", str(other), "--onnx-dir", str(onnx_dir), "--out", str(tmp_path))
+    assert code == 2
+    assert "exported from another checkpoint" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(checkpoint, tmp_path_factory):
+    """The whole benchmark, every variant, in its smallest configuration (ONNX exported to temp)."""
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--checkpoint", str(checkpoint), "--out", str(out)]
+    argv += ["--batch-sizes", "1", "2", "--repeats", "2", "--warmup", "1"]
+    code = _run(*argv)
+    return code, out, json.loads((out / JSON_NAME).read_text())
+
+
+@pytest.mark.slow
+def test_tiny_run_reports_every_variant_at_every_batch(tiny_run):
+    code, _, data = tiny_run
+    assert code == 0
+    assert [v["name"] for v in data["variants"]] == [v.name for v in all_variants()]
+    cells = {(r["variant"], r["batch"]): r for r in data["results"]}
+    assert set(cells) == {(v.name, b) for v in all_variants() for b in (1, 2)}
+    no_compiler = compiler_unavailable()
+    for (name, b), r in cells.items():
+        variant = next(v for v in all_variants() if v.name == name)
+        if variant.cuda and not torch.cuda.is_available():
+            assert r["status"] == "not run" and "cuda" in r["reason"].lower()
+            continue
+        if no_compiler and "compile" in name:
+            assert r["status"] == "not run" and r["reason"] == no_compiler
+            continue
+        assert r["status"] == "run", (name, b, r["reason"])
+        assert r["speedup_vs_baseline"] > 0 and r["speedup_p10"] >= 0
+        assert 0 < r["median_ms"] <= r["p90_ms"]
+        assert r["images_per_s"] == pytest.approx(b / (r["median_ms"] / 1e3))
+        assert r["gflops"] == pytest.approx(r["images_per_s"] * LENET_FLOPS / 1e9)
+        assert r["peak_fraction"] > 0
+        assert r["tolerance_ratio"] <= 1.0
+    for b in (1, 2):
+        assert cells[(BASELINE, b)]["speedup_vs_baseline"] == 1.0
+
+
+@pytest.mark.slow
+def test_tiny_run_counts_flops_measures_the_peak_and_concludes(tiny_run):
+    _, _, data = tiny_run
+    assert data["flops_per_image"]["folded"]["total"] == LENET_FLOPS
+    assert data["flops_per_image"]["unfolded"]["total"] > LENET_FLOPS
+    assert data["peak"]["flops_per_s"] > 0 and "1" in data["peak"]["by_threads"]
+    pairs = {(p["family"], p["batch"]) for p in data["fold_pairs"]}
+    assert {("pytorch-eager", 1), ("ort-disabled", 2), ("ort-default", 1)} <= pairs
+    assert [t["name"] for t in data["targets"]] == [
+        "batch 1 speed-up",
+        "batch 256 share of sgemm peak",
+        "batch 1 folded vs unfolded, pytorch-eager",
+        "batch 1 folded vs unfolded, ort-disabled",
+        "folded never slower beyond noise",
+    ]
+    assert data["targets"][1]["met"] is None  # batch 256 was not run
+    overall = data["recommendation"]["overall"]
+    assert overall in {v.name for v in cpu_variants()}
+    assert {p["batch"] for p in data["profiles"]} == {1, 2}
+    assert all(p["ops"] for p in data["profiles"])
+    assert data["meta"]["load_average_before"] and data["command"].startswith("python -m")
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_the_table_and_the_plot(tiny_run):
+    _, out, data = tiny_run
+    md = (out / MD_NAME).read_text()
+    assert "| variant | batch 1 | batch 2 |" in md
+    assert all(v["name"] in md for v in data["variants"])
+    assert "## Targets" in md and "## Recommendation" in md
+    assert (out / PNG_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
