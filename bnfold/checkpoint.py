@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,13 @@ def read(path: str | Path) -> dict[str, Any]:
             f"{path} was refused by torch.load(weights_only=True): it holds pickled code, which "
             f"bnfold does not run ({first[:160]})"
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (or it is truncated)") from error
+    except Exception as error:
+        # Arbitrary bytes reach torch's restricted unpickler as random opcodes and fail with
+        # KeyError, IndexError, struct.error, ... besides the zip reader's errors: all of them
+        # mean "not a checkpoint" here.
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (or it is truncated): {type(error).__name__}"
+        ) from error
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path} is not a python -m train checkpoint (no format_version)")
     if ckpt["format_version"] != FORMAT_VERSION:

@@ -269,6 +269,12 @@ def _missing_factory_module(tmp_path, factory):
     return path
 
 
+def _garbage_with_pt_suffix(tmp_path, factory):
+    path = tmp_path / "garbage.pt"  # the suffix routes it to the checkpoint reader
+    path.write_bytes(bytes(range(101, 256)) * 4)
+    return path
+
+
 def _no_format_version(tmp_path, factory):
     path = tmp_path / "weights.pt"
     torch.save({"conv.weight": torch.zeros(1)}, path)
@@ -289,6 +295,7 @@ BAD_INPUTS = {
     _text_file: "neither a valid ONNX model nor a torch checkpoint",
     _random_bytes: "neither a valid ONNX model nor a torch checkpoint",
     _zip_not_checkpoint: "is not a PyTorch checkpoint",
+    _garbage_with_pt_suffix: "is not a PyTorch checkpoint",
     _pickled_code: "refused by torch.load(weights_only=True)",
     _unknown_arch: "unknown arch 'resnet-9000'",
     _missing_factory_module: "cannot import 'no_such_package.models'",
