@@ -232,7 +232,11 @@ def build_app(
                 gr.Markdown(
                     "Random images in batches of 1 to 256: median latency over the timed runs, "
                     "and images per second. Folding removes work per image, so its gain shows "
-                    "most where the runtime does not fuse BatchNorm itself."
+                    "most where the runtime does not fuse BatchNorm itself.\n\n"
+                    "**Recommended for CPU deployment** (measured by `make bench`, "
+                    "benchmarks/inference.py): the folded ONNX file in ONNX Runtime with "
+                    "`ORT_ENABLE_ALL`, IO binding and a pre-allocated output — 1 intra-op thread "
+                    "for single images, 2 for batches of 8 and more."
                 )
                 with gr.Row():
                     max_batch = gr.Dropdown(
