@@ -23,3 +23,18 @@ def build_conv_bn(channels: int = 4, num_classes: int = 2) -> nn.Module:
         nn.Linear(4 * channels, num_classes),
         nn.BatchNorm1d(num_classes),
     )
+
+
+def bn_lenet_with_running_stats(seed: int = 0) -> nn.Module:
+    """BN-LeNet in eval mode with non-trivial running statistics, so folding changes weights."""
+    import torch
+
+    from train.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("bn-lenet", 2)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
+from factories import bn_lenet_with_running_stats
 
 import bnfold
 from benchmarks import sweep, timing
@@ -27,7 +28,6 @@ from benchmarks.variants import (
     cuda_variants,
 )
 from export import onnx_writer
-from train.models import build_model
 from train.trainer import TrainConfig, fit
 
 LENET_FLOPS = 1_313_332  # tests/test_bench_flops.py: the hand count of the folded 2-class net
@@ -40,13 +40,7 @@ def _run(*argv: str) -> int:
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
     """BN-LeNet with non-trivial BN statistics, its fold, and both ONNX files."""
-    torch.manual_seed(0)
-    model = build_model("bn-lenet", 2)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    model.eval()
+    model = bn_lenet_with_running_stats(seed=0)
     folded = bnfold.fold(model, torch.zeros(2, 3, 32, 32)).model.eval()
     folder = tmp_path_factory.mktemp("onnx")
     files = {"unfolded": folder / "m.unfolded.onnx", "folded": folder / "m.folded.onnx"}

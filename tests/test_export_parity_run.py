@@ -9,13 +9,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from factories import bn_lenet_with_running_stats
 from onnx import numpy_helper
 
 import bnfold
 from export import onnx_writer, parity_run, runtimes
 from export.inputs import ParityInput, random_inputs
 from export.runtimes import CPU, CUDA, ProviderUnavailable
-from train.models import build_model
 
 CPU_VARIANTS = [v for v in parity_run.variants() if not v.cuda]
 CUDA_VARIANTS = [v for v in parity_run.variants() if v.cuda]
@@ -23,13 +23,7 @@ CUDA_VARIANTS = [v for v in parity_run.variants() if v.cuda]
 
 @pytest.fixture(scope="module")
 def models_and_files(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("bn-lenet", 2)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    model.eval()
+    model = bn_lenet_with_running_stats(seed=0)
     folded = bnfold.fold(model, torch.zeros(2, 3, 32, 32)).model
     folder = tmp_path_factory.mktemp("onnx")
     files = {"unfolded": folder / "m.unfolded.onnx", "folded": folder / "m.folded.onnx"}
