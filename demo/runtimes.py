@@ -30,7 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.runtimes import no_tf32
+from export.runtimes import CPU as ORT_CPU
+from export.runtimes import CUDA as ORT_CUDA
+from export.runtimes import (
+    ORT_CUDA_OPTIONS,
+    no_tf32,
+    ort_cuda_reason,
+    torch_cuda_unavailable,
+)
 from train.checkpoint import build_from_checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -39,9 +46,6 @@ PYTORCH = "PyTorch eager"
 ONNXRUNTIME = "ONNX Runtime"
 BACKENDS = (PYTORCH, ONNXRUNTIME)
 DEVICES = ("cpu", "cuda")
-ORT_CPU = "CPUExecutionProvider"
-ORT_CUDA = "CUDAExecutionProvider"
-ORT_GPU_HINT = "on a GPU host install onnxruntime-gpu instead of onnxruntime"
 
 
 @dataclass(frozen=True)
@@ -208,21 +212,12 @@ def load_runtimes(
 # PyTorch eager
 
 
-def torch_cuda_reason() -> str | None:
-    """Why PyTorch cannot use CUDA here, or None when it can."""
-    if not torch.cuda.is_available():
-        built = torch.version.cuda
-        build = f"a CUDA {built} build" if built else "a CPU-only build"
-        return f"torch.cuda.is_available() is False (torch {torch.__version__}, {build})"
-    return None
-
-
 def torch_runtime(
     model: nn.Module, variant: Variant, example: torch.Tensor
 ) -> Runtime | Unavailable:
     """``model`` on ``variant.device`` as a :class:`Runtime` (the caller's model is not moved)."""
     if variant.device == "cuda":
-        reason = torch_cuda_reason()
+        reason = torch_cuda_unavailable()
         if reason is not None:
             return Unavailable(variant, reason)
     device = torch.device(variant.device)
@@ -269,36 +264,12 @@ def _fx_ops(model: nn.Module) -> int | None:
 # ONNX Runtime
 
 
-def ort_cuda_reason(
-    available_providers: list[str], session_providers: list[str] | None
-) -> str | None:
-    """Why ORT's CUDA provider does not run a session, or None when it does.
-
-    ``session_providers`` is ``InferenceSession.get_providers()`` of a session asked for CUDA
-    first (None when no session was made because the provider is not even installed).
-    """
-    if ORT_CUDA not in available_providers:
-        import onnxruntime
-
-        return (
-            f"onnxruntime {onnxruntime.__version__} has no {ORT_CUDA} (it offers "
-            f"{', '.join(available_providers)}): {ORT_GPU_HINT}"
-        )
-    if not session_providers or session_providers[0] != ORT_CUDA:
-        return (
-            f"{ORT_CUDA} is installed but did not start (the session runs on "
-            f"{', '.join(session_providers or ['nothing'])}): check that the CUDA and cuDNN "
-            "libraries onnxruntime-gpu needs are installed and a GPU is visible"
-        )
-    return None
-
-
 def ort_runtime(path: Path, variant: Variant, *, threads: int = 1) -> Runtime | Unavailable:
     """An ORT session for ``path`` on ``variant.device``, or the reason there is none."""
     import onnxruntime as ort
 
     # use_tf32=0: full fp32, as for PyTorch (see torch_runtime).
-    cuda = (ORT_CUDA, {"use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"})
+    cuda = (ORT_CUDA, ORT_CUDA_OPTIONS)
     providers = [ORT_CPU] if variant.device == "cpu" else [cuda, ORT_CPU]
     if variant.device == "cuda":
         reason = ort_cuda_reason(ort.get_available_providers(), None)

@@ -23,6 +23,9 @@ from torch import Tensor
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+#: Options for ORT's CUDA provider: full fp32 (no TF32), cuDNN's default algorithm choice.
+ORT_CUDA_OPTIONS = {"use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"}
+ORT_GPU_HINT = "on a GPU host install onnxruntime-gpu instead of onnxruntime"
 #: The ORT optimisation levels a parity run covers: none at all, and what a session gets by default.
 OPT_LEVELS = ("disabled", "default")
 
@@ -34,8 +37,34 @@ class ProviderUnavailable(RuntimeError):
 def torch_cuda_unavailable() -> str | None:
     """Why PyTorch cannot run on CUDA here, or None when it can."""
     if not torch.cuda.is_available():
-        build = "a CPU-only torch build" if torch.version.cuda is None else "no CUDA device"
-        return f"torch.cuda.is_available() is False ({build})"
+        built = torch.version.cuda
+        build = f"a CUDA {built} build" if built else "a CPU-only build"
+        return f"torch.cuda.is_available() is False (torch {torch.__version__}, {build})"
+    return None
+
+
+def ort_cuda_reason(
+    available_providers: list[str], session_providers: list[str] | None
+) -> str | None:
+    """Why ORT's CUDA provider does not run a session, or None when it does.
+
+    ``session_providers`` is ``InferenceSession.get_providers()`` of a session asked for CUDA
+    first (None when no session was made because the provider is not even installed). ORT
+    falls back to the CPU silently, so only ``session_providers[0]`` tells.
+    """
+    if CUDA not in available_providers:
+        import onnxruntime
+
+        return (
+            f"onnxruntime {onnxruntime.__version__} has no {CUDA} (it offers "
+            f"{', '.join(available_providers)}): {ORT_GPU_HINT}"
+        )
+    if not session_providers or session_providers[0] != CUDA:
+        return (
+            f"{CUDA} is installed but did not start: onnxruntime fell back to "
+            f"{', '.join(session_providers or ['nothing'])}; check that the CUDA and cuDNN "
+            "libraries onnxruntime-gpu needs are installed and a GPU is visible"
+        )
     return None
 
 
@@ -43,12 +72,8 @@ def ort_cuda_unavailable() -> str | None:
     """Why onnxruntime cannot even try CUDA here, or None when its CUDA provider is built in."""
     import onnxruntime as ort
 
-    if CUDA not in ort.get_available_providers():
-        return (
-            f"onnxruntime {ort.__version__} has no {CUDA} (install onnxruntime-gpu instead of "
-            "onnxruntime)"
-        )
-    return None
+    available = ort.get_available_providers()
+    return ort_cuda_reason(available, None) if CUDA not in available else None
 
 
 def ort_session(path: str | Path, *, provider: str = CPU, opt_level: str = "default"):
@@ -71,18 +96,16 @@ def ort_session(path: str | Path, *, provider: str = CPU, opt_level: str = "defa
     reason = ort_cuda_unavailable()
     if reason:
         raise ProviderUnavailable(reason)
-    cuda_options = {"use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"}
     try:
-        session = ort.InferenceSession(str(path), options, providers=[(CUDA, cuda_options), CPU])
+        session = ort.InferenceSession(
+            str(path), options, providers=[(CUDA, ORT_CUDA_OPTIONS), CPU]
+        )
     except Exception as e:  # onnxruntime raises its own pybind types (Fail, RuntimeException)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ProviderUnavailable(f"onnxruntime could not start {CUDA}: {first[:200]}") from e
-    used = session.get_providers()
-    if not used or used[0] != CUDA:
-        raise ProviderUnavailable(
-            f"onnxruntime fell back to {used[0] if used else 'nothing'}: its {CUDA} did not load "
-            "(check that the CUDA and cuDNN libraries onnxruntime-gpu needs are installed)"
-        )
+    reason = ort_cuda_reason(ort.get_available_providers(), session.get_providers())
+    if reason:
+        raise ProviderUnavailable(reason)
     return session
 
 

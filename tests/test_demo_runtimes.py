@@ -22,13 +22,11 @@ from demo.runtimes import (
     ONNXRUNTIME,
     ORT_CPU,
     ORT_CUDA,
-    ORT_GPU_HINT,
     PYTORCH,
     load_runtimes,
-    ort_cuda_reason,
-    torch_cuda_reason,
 )
 from demo.timing import percentiles_ms, time_calls
+from export.runtimes import ORT_GPU_HINT, ort_cuda_reason, torch_cuda_unavailable
 from train.checkpoint import build_from_checkpoint
 from train.transforms import normalize, open_image, to_uint8_tensor
 
@@ -156,7 +154,7 @@ def test_ort_cuda_counts_only_when_the_cuda_provider_runs_the_session(available,
 
 
 def test_torch_cuda_reason_follows_torch():
-    assert (torch_cuda_reason() is None) == torch.cuda.is_available()
+    assert (torch_cuda_unavailable() is None) == torch.cuda.is_available()
 
 
 # ----------------------------------------------------------------------------------------------
