@@ -38,7 +38,7 @@ def data_inputs(ckpt: dict[str, Any], data: str | None = None) -> list[ParityInp
     An explicit ``data`` folder that cannot supply them is an error; a recorded folder that is
     gone (the checkpoint travelled without its data) only means no real images: logged, [].
     """
-    from train.dataset import load_images
+    from train.dataset import load_images, subset
     from train.imagefolder import DataError, scan_image_folder
     from train.transforms import normalize
 
@@ -58,13 +58,11 @@ def data_inputs(ckpt: dict[str, Any], data: str | None = None) -> list[ParityInp
         images = load_images(files, [p for paths in wanted.values() for p in paths], desc="decode")
     except DataError as e:
         raise ExportError(f"cannot read the checkpoint's valid/test images: {e}") from e
-    index = {p: i for i, p in enumerate(images.paths)}
     out = []
     for name, paths in wanted.items():
-        rows = [index[p] for p in paths if p in index]
-        if not rows:
+        if not paths:
             continue
-        batch = normalize(images.images[rows], tuple(ckpt["mean"]), tuple(ckpt["std"]))
+        batch = normalize(subset(images, paths).images, tuple(ckpt["mean"]), tuple(ckpt["std"]))
         out.append(ParityInput(f"{name} images", batch))
     log.info("parity data: %s from %s", ", ".join(f"{len(i.images)} {i.name}" for i in out), folder)
     return out

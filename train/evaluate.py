@@ -23,7 +23,7 @@ def evaluate_checkpoint(
     ``split`` picks one of the checkpoint's recorded splits, or ``all`` images of the folder.
     """
     from train.checkpoint import build_from_checkpoint, load_checkpoint
-    from train.dataset import load_images, subset
+    from train.dataset import load_images
     from train.engine import evaluate
     from train.imagefolder import DataError, scan_image_folder
 
@@ -34,9 +34,7 @@ def evaluate_checkpoint(
             f"{files.root} has classes {list(files.class_names)}, the checkpoint "
             f"{list(ckpt['class_names'])}: evaluate on a folder with the same class folders"
         )
-    images = load_images(files, list(files.paths))
-    if split != "all":
-        images = subset(images, ckpt["split"][split])
+    images = load_images(files, list(files.paths) if split == "all" else ckpt["split"][split])
     loss, acc = evaluate(build_from_checkpoint(ckpt), images)
     return {"loss": loss, "acc": acc, "images": len(images)}
 
