@@ -25,9 +25,12 @@ class Artifacts:
 
 
 def onnx_paths(checkpoint: str | Path, onnx_dir: str | Path) -> tuple[Path, Path]:
-    """Where export writes the unfolded and folded files for ``checkpoint``."""
-    stem = Path(checkpoint).stem
-    return Path(onnx_dir) / f"{stem}.unfolded.onnx", Path(onnx_dir) / f"{stem}.folded.onnx"
+    """Where export writes the unfolded and folded files for ``checkpoint`` (export names them)."""
+    from export.pipeline import FOLDED, UNFOLDED
+    from export.pipeline import onnx_paths as exported_paths
+
+    files = exported_paths(onnx_dir, checkpoint)
+    return files[UNFOLDED], files[FOLDED]
 
 
 def export_command(checkpoint: str | Path, onnx_dir: str | Path) -> str:
