@@ -1,4 +1,4 @@
-"""Tests for train.synthetic: determinism, ImageFolder layout, caching, atomic writes, colours."""
+"""Tests for train.synthetic: determinism, layout, caching, atomic writes, colours, series, OOD."""
 
 from __future__ import annotations
 
@@ -15,11 +15,16 @@ from train.synthetic import (
     CLASSES,
     IMAGE_SIZE,
     MARKER,
+    NEAR_OOD_CLASSES,
     VERSION,
+    ensure_near_ood,
     ensure_synthetic,
     generate_synthetic,
     render_jpeg,
+    render_near_ood_jpeg,
 )
+from train.synthetic.designs import choose_design, designs_for
+from train.synthetic.render import draw_note
 
 PER_CLASS = 6
 
@@ -98,6 +103,7 @@ def test_imagefolder_layout(seed0):
 def test_marker_describes_the_set(seed0):
     marker = json.loads((seed0 / MARKER).read_text())
     assert marker["version"] == VERSION
+    assert marker["series"] == "all"
     assert marker["seed"] == 0
     assert marker["per_class"] == PER_CLASS
     assert marker["classes"] == list(CLASSES)
@@ -111,6 +117,7 @@ def test_marker_describes_the_set(seed0):
         ({"seed": 1.5}, "seed"),
         ({"per_class": 0}, "per_class"),
         ({"per_class": True}, "per_class"),
+        ({"series": "6"}, "series"),
     ],
 )
 def test_rejects_bad_arguments(tmp_path, kwargs, match):
@@ -126,19 +133,22 @@ def test_rejects_bad_arguments(tmp_path, kwargs, match):
 
 def test_ensure_reuses_the_cached_set(tmp_path):
     first = ensure_synthetic(tmp_path, seed=3, per_class=PER_CLASS, progress=False)
-    assert first == tmp_path / f"synthetic-v{VERSION}-seed3-n{PER_CLASS}"
+    assert first == tmp_path / f"synthetic-v{VERSION}-seriesall-seed3-n{PER_CLASS}"
     before = _stats(first)
     second = ensure_synthetic(tmp_path, seed=3, per_class=PER_CLASS, progress=False)
     assert second == first
     assert _stats(second) == before  # same inodes and mtimes: nothing was rewritten
 
 
-def test_ensure_keys_the_cache_on_seed_and_size(tmp_path):
+def test_ensure_keys_the_cache_on_seed_size_and_series(tmp_path):
     a = ensure_synthetic(tmp_path, seed=0, per_class=PER_CLASS, progress=False)
     b = ensure_synthetic(tmp_path, seed=1, per_class=PER_CLASS, progress=False)
     c = ensure_synthetic(tmp_path, seed=0, per_class=PER_CLASS + 1, progress=False)
-    assert len({a, b, c}) == 3
+    d = ensure_synthetic(tmp_path, seed=0, per_class=PER_CLASS, series="5", progress=False)
+    assert len({a, b, c, d}) == 4
     assert len(list((c / "1").glob("*.jpg"))) == PER_CLASS + 1
+    assert json.loads((d / MARKER).read_text())["series"] == "5"
+    assert _files(d) != _files(a)
 
 
 @pytest.mark.parametrize("damage", ["delete_image", "edit_marker"])
@@ -179,11 +189,11 @@ def test_no_temp_folder_left_behind(tmp_path):
 def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
     calls = []
 
-    def failing_render(seed, class_index, index):
+    def failing_render(seed, class_index, index, series):
         calls.append(index)
         if len(calls) == 3:
             raise RuntimeError("disk full")
-        return render_jpeg(seed, class_index, index)
+        return render_jpeg(seed, class_index, index, series)
 
     monkeypatch.setattr(synthetic, "render_jpeg", failing_render)
     with pytest.raises(RuntimeError, match="disk full"):
@@ -195,7 +205,7 @@ def test_failure_midway_keeps_the_previous_set(tmp_path, monkeypatch):
     root = generate_synthetic(tmp_path / "set", seed=0, per_class=2, progress=False)
     before = _files(root)
 
-    def failing_render(seed, class_index, index):
+    def failing_render(seed, class_index, index, series):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(synthetic, "render_jpeg", failing_render)
@@ -215,7 +225,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_synthetic_set(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
-# Colour: 1 yuan is red/pink, 100 yuan blue-ish, like the real notes.
+# Colour: each series' notes in their own colours, like the real notes.
 
 
 def _mean_hue_degrees(folder: Path) -> float:
@@ -231,12 +241,122 @@ def _mean_hue_degrees(folder: Path) -> float:
     return float(np.degrees(np.arctan2(sin, cos)) % 360.0)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_class_colours(tmp_path, seed):
+def _red_distance(hue: float) -> float:
+    return min(hue, 360.0 - hue)
+
+
+# (series, class) -> the hue range its notes must average in, degrees: 4th series 1 yuan
+# red/pink, 100 blue-grey; 5th series 1 yuan olive/yellow-green, 100 red.
+_HUES = {
+    ("4", "1"): (-30.0, 30.0),
+    ("4", "100"): (170.0, 260.0),
+    ("5", "1"): (45.0, 100.0),
+    ("5", "100"): (-30.0, 30.0),
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("series", ["4", "5"])
+def test_class_colours(tmp_path, seed, series):
     # 20 images per class: enough that the per-image hue and white-balance jitter averages out.
-    root = generate_synthetic(tmp_path / "set", seed=seed, per_class=20, progress=False)
-    hue_1 = _mean_hue_degrees(root / "1")
-    hue_100 = _mean_hue_degrees(root / "100")
-    red_distance = min(hue_1, 360.0 - hue_1)
-    assert red_distance <= 30.0, f"1-yuan mean hue {hue_1:.0f}° is not red/pink"
-    assert 170.0 <= hue_100 <= 260.0, f"100-yuan mean hue {hue_100:.0f}° is not blue-ish"
+    root = generate_synthetic(
+        tmp_path / "set", seed=seed, per_class=20, series=series, progress=False
+    )
+    for cls in CLASSES:
+        hue = _mean_hue_degrees(root / cls)
+        lo, hi = _HUES[(series, cls)]
+        centred = hue - 360.0 if hue > 180.0 and lo < 0 else hue
+        assert lo <= centred <= hi, (
+            f"series {series} {cls}-yuan mean hue {hue:.0f}° not in {lo, hi}"
+        )
+
+
+# Which notes: both series, both faces, every edition.
+
+
+def test_every_note_has_both_faces_and_draws():
+    for series in ("4", "5"):
+        for value in CLASSES:
+            found = designs_for(value, series)
+            assert {d.face for d in found} == {"front", "back"}, (series, value)
+            assert {d.series for d in found} == {int(series)}
+    for value in ("1", "5", "10", "20", "50", "100"):
+        for design in designs_for(value, "all"):
+            rng = np.random.default_rng(0)
+            note = np.asarray(draw_note(design, rng), dtype=np.float64)
+            assert note.shape == (120, 256, 3), design.name
+            assert note.std() > 10.0, f"{design.name} is nearly flat"
+
+
+def test_fifth_series_100_editions():
+    editions = {d.edition for d in designs_for("100", "5")}
+    assert editions == {"1999", "2005", "2015"}
+    assert {d.edition for d in designs_for("1", "5")} == {"1999", "2019"}
+
+
+def test_series_all_draws_both_series_and_faces():
+    counts: dict[tuple[int, str], int] = {}
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        d = choose_design("100", "all", rng)
+        counts[(d.series, d.face)] = counts.get((d.series, d.face), 0) + 1
+    assert set(counts) == {(4, "front"), (4, "back"), (5, "front"), (5, "back")}
+    fronts = counts[(4, "front")] + counts[(5, "front")]
+    assert 0.6 <= fronts / 400 <= 0.8  # FRONT_SHARE = 0.7
+    with pytest.raises(ValueError, match="series"):
+        designs_for("1", "6")
+    with pytest.raises(ValueError, match="no 20-yuan"):
+        designs_for("20", "4")
+
+
+def test_the_series_picks_different_images():
+    assert render_jpeg(0, 1, 0, "4") != render_jpeg(0, 1, 0, "5")
+    assert render_jpeg(0, 1, 0) == render_jpeg(0, 1, 0, "all")
+
+
+# Near-OOD: other denominations, for out-of-distribution evaluation.
+
+
+@pytest.fixture(scope="module")
+def near_ood(tmp_path_factory) -> Path:
+    return ensure_near_ood(tmp_path_factory.mktemp("near"), per_class=4, seed=7)
+
+
+def test_near_ood_is_an_image_folder_of_other_denominations(near_ood):
+    dataset = ImageFolder(str(near_ood))
+    assert dataset.classes == ["10", "20", "5", "50"] == list(NEAR_OOD_CLASSES)
+    assert len(dataset) == 16
+    for path, _ in dataset.samples:
+        with Image.open(path) as im:
+            assert (im.format, im.mode, im.size) == ("JPEG", "RGB", IMAGE_SIZE)
+    marker = json.loads((near_ood / MARKER).read_text())
+    assert (marker["kind"], marker["seed"], marker["per_class"]) == ("near-ood", 7, 4)
+
+
+def test_near_ood_is_deterministic_and_cached(near_ood, tmp_path):
+    before = _stats(near_ood)
+    assert ensure_near_ood(near_ood.parent, per_class=4, seed=7) == near_ood
+    assert _stats(near_ood) == before
+    again = ensure_near_ood(tmp_path, per_class=4, seed=7)
+    assert again.name == near_ood.name
+    assert _files(again) == _files(near_ood)
+    other = ensure_near_ood(tmp_path, per_class=4, seed=8)
+    assert _files(other)["5/00000.jpg"] != _files(again)["5/00000.jpg"]
+
+
+def test_near_ood_default_root_is_under_artifacts_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = ensure_near_ood(per_class=1, seed=0)
+    assert root.parent == Path("artifacts/data")
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["10", "20", "5", "50"]
+
+
+def test_near_ood_never_repeats_a_training_image():
+    assert render_near_ood_jpeg(0, 0, 0) not in {render_jpeg(0, c, 0) for c in range(2)}
+
+
+@pytest.mark.parametrize("bad", [{"per_class": 0}, {"seed": -1}])
+def test_near_ood_rejects_bad_arguments(tmp_path, bad):
+    with pytest.raises(ValueError):
+        ensure_near_ood(tmp_path, **bad)
+    assert list(tmp_path.iterdir()) == []

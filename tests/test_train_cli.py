@@ -180,6 +180,7 @@ def test_main_passes_every_flag_to_the_trainer(tiny_image_folder, tmp_path):
     argv = ["--data", str(root), "--model", "lenet", "--init", "course", "--epochs", "1"]
     argv += ["--batch-size", "3", "--lr", "0.05", "--seed", "7", "--device", "cpu"]
     argv += ["--threads", "1", "--out", str(out), "--synthetic-dir", str(tmp_path / "syn")]
+    argv += ["--series", "5"]
     assert main(get_args_parser().parse_args(argv)) == 0
     args = load_checkpoint(out)["args"]
     expected = {
@@ -196,6 +197,7 @@ def test_main_passes_every_flag_to_the_trainer(tiny_image_folder, tmp_path):
         "resume": False,
         "skip_bad_images": False,
         "synthetic_dir": str(tmp_path / "syn"),
+        "series": "5",
     }
     assert {k: args[k] for k in expected} == expected
     assert load_checkpoint(out)["arch"] == "lenet"

@@ -52,6 +52,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--synthetic-dir", default="artifacts/data", help="cache folder of the synthetic set"
     )
+    p.add_argument(
+        "--series",
+        default="all",
+        choices=("4", "5", "all"),
+        help="which RMB notes the synthetic set holds: 4 (1980/1990 designs), 5 (1999 onwards, "
+        "the notes in circulation) or all; ignored with --data",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -75,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         resume=args.resume,
         skip_bad_images=args.skip_bad_images,
         synthetic_dir=args.synthetic_dir,
+        series=args.series,
     )
     fit(cfg)
     return 0

@@ -51,6 +51,7 @@ class TrainConfig:
     resume: bool = False
     skip_bad_images: bool = False
     synthetic_dir: str = "artifacts/data"
+    series: str = "all"  # which RMB series the synthetic set holds: "4", "5" or "all"
 
 
 @dataclass
@@ -73,13 +74,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_data_dir(data: str | None, synthetic_dir: str | Path) -> tuple[Path, str]:
+def resolve_data_dir(
+    data: str | None, synthetic_dir: str | Path, series: str = "all"
+) -> tuple[Path, str]:
     """The folder to read and the label recorded in the checkpoint ("synthetic" if generated)."""
     if data is not None:
         return Path(data), str(data)
     from train.synthetic import ensure_synthetic
 
-    return ensure_synthetic(Path(synthetic_dir)), SYNTHETIC
+    return ensure_synthetic(Path(synthetic_dir), series=series), SYNTHETIC
 
 
 def prepare_data(
@@ -89,9 +92,13 @@ def prepare_data(
     synthetic_dir: str | Path = "artifacts/data",
     skip_bad_images: bool = False,
     split: dict[str, list[str]] | None = None,
+    series: str = "all",
 ) -> SplitData:
-    """Scan, decode once, and split (or reuse a recorded ``split``) a data folder."""
-    root, label = resolve_data_dir(data, synthetic_dir)
+    """Scan, decode once, and split (or reuse a recorded ``split``) a data folder.
+
+    ``series`` picks the synthetic set's notes when ``data`` is None.
+    """
+    root, label = resolve_data_dir(data, synthetic_dir, series)
     files = scan_image_folder(root)
     everything = load_images(files, list(files.paths), skip_bad=skip_bad_images)
     files = files.only(everything.paths)
@@ -121,7 +128,8 @@ def _new_checkpoint(cfg: TrainConfig, data: SplitData) -> dict[str, Any]:
 
 
 def _check_resumable(old: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
-    for key in ("model", "init", "batch_size", "lr", "momentum", "seed", "data", "threads"):
+    keys = ("model", "init", "batch_size", "lr", "momentum", "seed", "data", "series", "threads")
+    for key in keys:
         if old["args"].get(key) != getattr(cfg, key):
             raise ValueError(
                 f"--resume: {out} was trained with {key}={old['args'].get(key)!r}, "
@@ -153,6 +161,7 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
         synthetic_dir=cfg.synthetic_dir,
         skip_bad_images=cfg.skip_bad_images,
         split=resumed["split"] if resumed else None,
+        series=cfg.series,
     )
     sets = {name: s.to(device) for name, s in data.sets.items()}
     log.info(

@@ -1,63 +1,89 @@
-"""The synthetic RMB-like data set on disk, so ``python -m train`` runs without any photos.
+"""The synthetic RMB-like data sets on disk, so ``python -m train`` runs without any photos.
 
-A seed names one byte-exact set (see :mod:`train.synthetic.render`). The set is written once in
-ImageFolder layout (``ROOT/1/*.jpg``, ``ROOT/100/*.jpg``) so every tool reads it like real data,
-built in a sibling temp folder and renamed into place so a crash never leaves a half-written set
-that looks complete. The drawing lives in :mod:`train.synthetic.notes`, the virtual photography
-in :mod:`train.synthetic.photo`.
+Two kinds of set, both in ImageFolder layout and cached under ``artifacts/data/``:
+
+- the training set (:func:`ensure_synthetic`): 1- and 100-yuan notes of the 4th series
+  (1980/1990 designs), the 5th series (1999 onwards: the notes in circulation today) or both,
+  fronts and backs;
+- the near-out-of-distribution set (:func:`ensure_near_ood`): 5-, 10-, 20- and 50-yuan notes of
+  both series, photographed the same way, for judging whether a model knows what it does not.
+
+A (kind, series, seed) names one byte-exact set (see :mod:`train.synthetic.render`). Which notes
+exist is :mod:`train.synthetic.designs`, their drawing :mod:`train.synthetic.layout` and
+:mod:`train.synthetic.notes`, the virtual photography :mod:`train.synthetic.photo`, the atomic
+writing :mod:`train.synthetic.store`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from train.synthetic.fields import guilloche, low_frequency_noise
-from train.synthetic.notes import draw_note_1, draw_note_100
-from train.synthetic.photo import IMAGE_SIZE, perspective_coeffs
-from train.synthetic.render import CLASSES, image_rng, render_jpeg
+from train.synthetic.designs import SERIES
+from train.synthetic.photo import IMAGE_SIZE
+from train.synthetic.render import (
+    CLASSES,
+    NEAR_OOD_CLASSES,
+    render_jpeg,
+    render_near_ood_jpeg,
+)
+from train.synthetic.store import MARKER, read_marker, write_image_set
+from train.synthetic.store import is_complete as _is_complete
 
 __all__ = [
     "CLASSES",
-    "DEFAULT_PER_CLASS",
+    "DEFAULT_SERIES",
     "IMAGE_SIZE",
     "MARKER",
+    "NEAR_OOD_CLASSES",
+    "SERIES",
     "VERSION",
     "cache_path",
-    "draw_note_1",
-    "draw_note_100",
+    "default_per_class",
+    "ensure_near_ood",
     "ensure_synthetic",
+    "generate_near_ood",
     "generate_synthetic",
-    "guilloche",
-    "image_rng",
     "is_complete",
-    "low_frequency_noise",
-    "perspective_coeffs",
     "read_marker",
     "render_jpeg",
+    "render_near_ood_jpeg",
 ]
 
-logger = logging.getLogger(__name__)
+VERSION = 2  # bump whenever any image changes (drawing, photography, JPEG): it names the cache
+DEFAULT_SERIES = "all"
+DEFAULT_CACHE_DIR = Path("artifacts/data")
+# 500 notes per class and series: training BN-LeNet on 8 synthetic seeds x 6 training seeds of
+# the 4th-series set, 500 per class never went below 99.5 % on 200 real photos, while 300 per
+# class had one run at 81.5 %.
+_PER_SERIES = 500
 
-VERSION = 1  # bump whenever any image changes (drawing, photography, JPEG): it names the cache
-MARKER = "SYNTHETIC.json"
-# 500 per class: training BN-LeNet on 8 synthetic seeds x 6 training seeds, 500 per class never
-# went below 99.5 % on 200 real photos, while 300 per class had one run at 81.5 %; generating
-# 1000 images takes about 5-8 s on one core.
-DEFAULT_PER_CLASS = 500
+
+def default_per_class(series: str = DEFAULT_SERIES) -> int:
+    """Images per class when none is asked for: 500 for each series the set holds."""
+    _check_series(series)
+    return _PER_SERIES * (2 if series == "all" else 1)
 
 
-def _marker(seed: int, per_class: int) -> dict:
+def _check_series(series: str) -> None:
+    if series not in SERIES:
+        raise ValueError(f"series must be one of {', '.join(SERIES)}, got {series!r}")
+
+
+def _check_args(seed: int, per_class: int | None) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}: pass e.g. seed=0")
+    if per_class is None:
+        return
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be a positive int, got {per_class!r}: pass e.g. 500")
+
+
+def _marker(seed: int, per_class: int, series: str) -> dict:
     return {
         "generator": __name__,
         "version": VERSION,
+        "kind": "banknotes",
+        "series": series,
         "seed": seed,
         "per_class": per_class,
         "classes": list(CLASSES),
@@ -65,126 +91,109 @@ def _marker(seed: int, per_class: int) -> dict:
     }
 
 
-def _check_args(seed: int, per_class: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}: pass e.g. seed=0")
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(
-            f"per_class must be a positive int, got {per_class!r}: pass e.g. {DEFAULT_PER_CLASS}"
-        )
+def _near_ood_marker(seed: int, per_class: int) -> dict:
+    return {
+        "generator": __name__,
+        "version": VERSION,
+        "kind": "near-ood",
+        "series": "all",
+        "seed": seed,
+        "per_class": per_class,
+        "classes": list(NEAR_OOD_CLASSES),
+        "image_size": list(IMAGE_SIZE),
+    }
 
 
-def read_marker(root: Path) -> dict | None:
-    """The marker of a synthetic set at ``root``, or None when there is none or it is unreadable."""
-    try:
-        data = json.loads((Path(root) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def is_complete(root: Path, seed: int, per_class: int) -> bool:
-    """Whether ``root`` holds exactly the set this version would generate for (seed, per_class)."""
-    root = Path(root)
-    if read_marker(root) != _marker(seed, per_class):
-        return False
-    for cls in CLASSES:
-        folder = root / cls
-        if not folder.is_dir() or len(list(folder.glob("*.jpg"))) != per_class:
-            return False
-    return True
+def is_complete(root: Path, seed: int, per_class: int, series: str = DEFAULT_SERIES) -> bool:
+    """Whether ``root`` holds exactly the training set this version would generate."""
+    return _is_complete(root, _marker(seed, per_class, series), CLASSES, per_class)
 
 
 def generate_synthetic(
-    root: Path, *, seed: int = 0, per_class: int = DEFAULT_PER_CLASS, progress: bool = True
+    root: Path,
+    *,
+    seed: int = 0,
+    per_class: int | None = None,
+    series: str = DEFAULT_SERIES,
+    progress: bool = True,
 ) -> Path:
-    """Write ``per_class`` synthetic images per class to ``root`` in ImageFolder layout.
+    """Write ``per_class`` (default :func:`default_per_class`) notes per class to ``root``.
 
-    The set is built in a hidden sibling folder and renamed onto ``root`` only when complete,
-    marker (``SYNTHETIC.json``) included. An existing synthetic set at ``root`` is replaced; any
-    other non-empty folder there is left alone and raises :class:`FileExistsError`.
+    Built in a hidden sibling folder and renamed onto ``root`` only when complete, marker
+    (``SYNTHETIC.json``) included. An existing synthetic set at ``root`` is replaced; any other
+    non-empty folder there is left alone and raises :class:`FileExistsError`.
     """
+    _check_series(series)
     _check_args(seed, per_class)
-    root = Path(root)
-    if root.exists() and read_marker(root) is None and any(root.iterdir()):
-        raise FileExistsError(
-            f"{root} exists and is not a synthetic data set (no {MARKER}): "
-            "choose another folder or remove it"
-        )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    existed = root.exists()
-    start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the finished set is an ordinary folder
-    try:
-        with tqdm(
-            total=per_class * len(CLASSES),
-            desc="synthetic RMB",
-            unit="img",
-            disable=None if progress else True,  # None: a bar on terminals, silence in logs
-        ) as bar:
-            for class_index, cls in enumerate(CLASSES):
-                folder = tmp / cls
-                folder.mkdir()
-                for index in range(per_class):
-                    (folder / f"{index:05d}.jpg").write_bytes(render_jpeg(seed, class_index, index))
-                    bar.update(1)
-        (tmp / MARKER).write_text(
-            json.dumps(_marker(seed, per_class), indent=2) + "\n", encoding="utf-8"
-        )
-        _swap_into_place(tmp, root, keep=None if existed else (seed, per_class))
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    logger.info(
-        "generated %d synthetic images (seed %d) in %s in %.1f s",
-        per_class * len(CLASSES),
-        seed,
-        root,
-        time.perf_counter() - start,
+    n = default_per_class(series) if per_class is None else per_class
+    return write_image_set(
+        Path(root),
+        classes=CLASSES,
+        per_class=n,
+        render=lambda class_index, index: render_jpeg(seed, class_index, index, series),
+        marker=_marker(seed, n, series),
+        progress=progress,
     )
-    return root
 
 
-def _swap_into_place(tmp: Path, root: Path, keep: tuple[int, int] | None) -> None:
-    """Rename ``tmp`` onto ``root``; a previous synthetic set there is moved aside first.
-
-    ``keep=(seed, per_class)``: ``root`` did not exist when we started, so if it now holds that
-    complete set, another process just wrote the same (deterministic) set: keep theirs rather
-    than pull it from under a reader.
-    """
-    try:
-        os.replace(tmp, root)  # atomic when root is absent or an empty folder
-        return
-    except OSError:
-        if not root.exists():
-            raise
-    if keep is not None and is_complete(root, *keep):
-        logger.info("%s was completed concurrently; keeping it", root)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-    os.replace(root, old / "set")
-    try:
-        os.replace(tmp, root)
-    except OSError:
-        os.replace(old / "set", root)  # put the previous set back before failing
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def cache_path(cache_dir: Path, *, seed: int = 0, per_class: int = DEFAULT_PER_CLASS) -> Path:
-    """Where :func:`ensure_synthetic` keeps the set for (version, seed, per_class)."""
-    return Path(cache_dir) / f"synthetic-v{VERSION}-seed{seed}-n{per_class}"
+def cache_path(
+    cache_dir: Path,
+    *,
+    seed: int = 0,
+    per_class: int | None = None,
+    series: str = DEFAULT_SERIES,
+) -> Path:
+    """Where :func:`ensure_synthetic` keeps the set for (version, series, seed, per_class)."""
+    n = default_per_class(series) if per_class is None else per_class
+    return Path(cache_dir) / f"synthetic-v{VERSION}-series{series}-seed{seed}-n{n}"
 
 
 def ensure_synthetic(
-    cache_dir: Path, *, seed: int = 0, per_class: int = DEFAULT_PER_CLASS, progress: bool = True
+    cache_dir: Path,
+    *,
+    seed: int = 0,
+    per_class: int | None = None,
+    series: str = DEFAULT_SERIES,
+    progress: bool = True,
 ) -> Path:
-    """The cached synthetic set under ``cache_dir``, generating it only when missing or stale."""
+    """The cached training set under ``cache_dir``, generating it only when missing or stale."""
+    _check_series(series)
     _check_args(seed, per_class)
-    root = cache_path(cache_dir, seed=seed, per_class=per_class)
-    if is_complete(root, seed, per_class):
-        logger.info("using cached synthetic data set %s", root)
+    n = default_per_class(series) if per_class is None else per_class
+    root = cache_path(cache_dir, seed=seed, per_class=n, series=series)
+    if is_complete(root, seed, n, series):
         return root
-    return generate_synthetic(root, seed=seed, per_class=per_class, progress=progress)
+    return generate_synthetic(root, seed=seed, per_class=n, series=series, progress=progress)
+
+
+def generate_near_ood(
+    root: Path, *, seed: int = 1000, per_class: int = 100, progress: bool = True
+) -> Path:
+    """Write ``per_class`` notes of each of 5, 10, 20 and 50 yuan to ``root`` (ImageFolder)."""
+    _check_args(seed, per_class)
+    return write_image_set(
+        Path(root),
+        classes=NEAR_OOD_CLASSES,
+        per_class=per_class,
+        render=lambda class_index, index: render_near_ood_jpeg(seed, class_index, index),
+        marker=_near_ood_marker(seed, per_class),
+        progress=progress,
+    )
+
+
+def ensure_near_ood(root: str | Path | None = None, per_class: int = 100, seed: int = 1000) -> Path:
+    """The cached near-out-of-distribution set: other denominations, for OOD evaluation.
+
+    5-, 10-, 20- and 50-yuan notes (both series where the note exists: the 4th series had no
+    20), both faces, in their own colours, photographed like the training notes; one folder per
+    denomination (``10``, ``20``, ``5``, ``50``). ``root`` is the cache folder (default
+    ``artifacts/data``); the set goes to ``root/near-ood-v<VERSION>-seed<seed>-n<per_class>``,
+    which is returned. Generated only when missing or stale.
+    """
+    _check_args(seed, per_class)
+    cache_dir = DEFAULT_CACHE_DIR if root is None else Path(root)
+    folder = cache_dir / f"near-ood-v{VERSION}-seed{seed}-n{per_class}"
+    marker = _near_ood_marker(seed, per_class)
+    if _is_complete(folder, marker, NEAR_OOD_CLASSES, per_class):
+        return folder
+    return generate_near_ood(folder, seed=seed, per_class=per_class, progress=False)

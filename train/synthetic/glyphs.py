@@ -74,6 +74,47 @@ def _digit_zero(pen: Pen, b: Box, fill: Color, paper: Color) -> None:
     pen.ellipse((u0 + 0.3 * w, v0 + 0.16 * (v1 - v0), u1 - 0.3 * w, v1 - 0.16 * (v1 - v0)), paper)
 
 
+def _digit_two(pen: Pen, b: Box, fill: Color) -> None:
+    pen.strokes(b, ((0.1, 0.0, 0.9, 0.17), (0.7, 0.0, 0.92, 0.45), (0.05, 0.83, 0.95, 1.0)), fill)
+    u0, v0, u1, v1 = b
+    w, h = u1 - u0, v1 - v0
+    diagonal = [(0.7, 0.38), (0.92, 0.45), (0.3, 0.86), (0.05, 0.86)]
+    pen.poly([(u0 + x * w, v0 + y * h) for x, y in diagonal], fill)
+
+
+def _digit_five(pen: Pen, b: Box, fill: Color) -> None:
+    strokes = (
+        (0.15, 0.0, 0.95, 0.16),
+        (0.15, 0.0, 0.36, 0.52),
+        (0.15, 0.4, 0.85, 0.55),
+        (0.72, 0.45, 0.95, 0.92),
+        (0.05, 0.84, 0.85, 1.0),
+    )
+    pen.strokes(b, strokes, fill)
+
+
+def numeral(pen: Pen, text: str, b: Box, fill: Color) -> None:
+    """A denomination such as "5", "20" or "100" across box ``b``; zeros are open rings.
+
+    Unlike :func:`digits_100` the zeros' holes stay unpainted, so the numeral can sit on any
+    background (a colour field, the watermark area, a landscape).
+    """
+    u0, v0, u1, v1 = b
+    step = (u1 - u0) / len(text)
+    for i, ch in enumerate(text):
+        cell = (u0 + i * step, v0, u0 + (i + 0.9) * step, v1)
+        if ch == "0":
+            pen.ring(cell, fill, 0.28 * (cell[2] - cell[0]))
+        elif ch == "1":
+            digit_one(pen, cell, fill)
+        elif ch == "2":
+            _digit_two(pen, cell, fill)
+        elif ch == "5":
+            _digit_five(pen, cell, fill)
+        else:
+            raise ValueError(f"no glyph for digit {ch!r}: the notes use only 0, 1, 2 and 5")
+
+
 def digits_100(pen: Pen, b: Box, fill: Color, paper: Color) -> None:
     u0, v0, u1, v1 = b
     w = (u1 - u0) / 3.0

@@ -19,35 +19,8 @@ from train.synthetic.glyphs import (
     digits_100,
     text_row,
 )
-from train.synthetic.pen import Color, Pen
-
-NOTE_SIZE = (256, 120)  # a little above its largest on-image size: warping only shrinks it
-
-
-def _serial(pen: Pen, rng: np.random.Generator, u0: float, v0: float, fill: Color) -> None:
-    """Ten small dark marks of random height: the serial number, unreadable at 32×32 anyway."""
-    for i in range(10):
-        top = v0 + rng.uniform(0.0, 0.015)
-        pen.rect((u0 + i * 0.018, top, u0 + i * 0.018 + 0.011, v0 + 0.045), fill)
-
-
-def _margin(pen: Pen, rng: np.random.Generator, color: Color) -> None:
-    """The unprinted paper rim around the design: a light frame every photo shows."""
-    m = rng.uniform(0.015, 0.035)
-    mv = m * pen.w / pen.h
-    draw, w, h = pen.draw, pen.w, pen.h
-    draw.rectangle((0, 0, w, mv * h), fill=color)
-    draw.rectangle((0, h - mv * h, w, h), fill=color)
-    draw.rectangle((0, 0, m * w, h), fill=color)
-    draw.rectangle((w - m * w, 0, w, h), fill=color)
-
-
-def _paper(
-    size: tuple[int, int], paper: Color, ink: Color, pattern: np.ndarray, a: float
-) -> Image.Image:
-    """RGB paper colour with ``pattern`` (0..1) printed over it in ``ink`` at opacity ``a``."""
-    mask = Image.fromarray((pattern * (255.0 * a)).astype(np.uint8), "L")
-    return Image.composite(Image.new("RGB", size, ink), Image.new("RGB", size, paper), mask)
+from train.synthetic.paper import NOTE_SIZE, margin, printed_paper, serial
+from train.synthetic.pen import Pen
 
 
 def draw_note_1(rng: np.random.Generator) -> Image.Image:
@@ -58,7 +31,7 @@ def draw_note_1(rng: np.random.Generator) -> Image.Image:
     k = rng.uniform(0.45, 0.9)
     light_face = tuple(int(m + k * (f - m)) for m, f in zip(mid, (222, 176, 164), strict=True))
     pattern = guilloche(h, w, rng, lines=rng.uniform(55, 80), wave=rng.uniform(0.6, 1.4))
-    img = _paper(NOTE_SIZE, paper, mid, pattern, rng.uniform(0.45, 0.75))
+    img = printed_paper(NOTE_SIZE, paper, mid, pattern, rng.uniform(0.45, 0.75))
     pen = Pen(img, rng)
 
     # Central floral area: paler, with pastel flowers.
@@ -122,8 +95,8 @@ def draw_note_1(rng: np.random.Generator) -> Image.Image:
     pen.rect((0.75, 0.7, 0.96, 0.9), dark)
     pen.poly([(0.855, 0.715), (0.94, 0.8), (0.855, 0.885), (0.77, 0.8)], (*mid, 255))
     digit_one(pen, (0.835, 0.73, 0.875, 0.87), dark)
-    _serial(pen, rng, 0.52, 0.74, (150, 40, 40))
-    _margin(pen, rng, (242, 218, 208))
+    serial(pen, rng, 0.52, 0.74, (150, 40, 40))
+    margin(pen, rng, (242, 218, 208))
     return img
 
 
@@ -133,7 +106,7 @@ def draw_note_100(rng: np.random.Generator) -> Image.Image:
     paper, dark, mid = (190, 196, 214), (36, 48, 66), (100, 114, 146)
     face, shade = (204, 202, 176), (126, 128, 108)  # the profiles print olive-grey
     pattern = guilloche(h, w, rng, lines=rng.uniform(60, 90), wave=rng.uniform(0.3, 1.0))
-    img = _paper(NOTE_SIZE, paper, mid, pattern, rng.uniform(0.4, 0.8))
+    img = printed_paper(NOTE_SIZE, paper, mid, pattern, rng.uniform(0.4, 0.8))
     pen = Pen(img, rng)
 
     # Pale watermark area on the left and pastel rosettes behind the portraits.
@@ -190,7 +163,7 @@ def draw_note_100(rng: np.random.Generator) -> Image.Image:
     lace = (*dark, int(rng.uniform(120, 230)))  # the dense ornament under the numeral
     for cu, cv in ((0.8, 0.4), (0.86, 0.37), (0.92, 0.4), (0.83, 0.47), (0.89, 0.47), (0.86, 0.53)):
         pen.poly([(cu, cv - 0.05), (cu + 0.025, cv), (cu, cv + 0.05), (cu - 0.025, cv)], lace)
-    _serial(pen, rng, 0.76, 0.56, (40, 40, 60))
+    serial(pen, rng, 0.76, 0.56, (40, 40, 60))
     for k in range(5):
         pen.ellipse((0.8 + 0.025 * k, 0.66, 0.81 + 0.025 * k, 0.685), dark)
     # Bottom: "100" on the left, dark band, and the dark plaque carrying "壹佰圆".
@@ -205,7 +178,7 @@ def draw_note_100(rng: np.random.Generator) -> Image.Image:
         pen.strokes((0.625 + 0.07 * k, 0.68, 0.675 + 0.07 * k, 0.84), glyph, (214, 218, 222))
     pen.rect((0.0, 0.04, 0.03, 0.96), (*mid, 160))
     pen.rect((0.97, 0.04, 1.0, 0.96), (*mid, 160))
-    _margin(pen, rng, (228, 230, 234))
+    margin(pen, rng, (228, 230, 234))
     return img
 
 

@@ -55,6 +55,11 @@ class Pen:
         width = max(1, round(self.w * 0.006))
         self.draw.ellipse(self.box(b), fill=self.ink(fill), outline=self.ink(outline), width=width)
 
+    def ring(self, b: Box, fill: Color, thickness: float) -> None:
+        """An ellipse outline ``thickness`` note widths thick, its hole left unpainted."""
+        width = max(1, round(self.w * thickness))
+        self.draw.ellipse(self.box(b), outline=self.ink(fill), width=width)
+
     def poly(self, points: Sequence[tuple[float, float]], fill: Color) -> None:
         self.draw.polygon([self.xy(u, v) for u, v in points], fill=self.ink(fill))
 

@@ -15,13 +15,16 @@ from PIL import Image, ImageFilter
 from train.synthetic.fields import low_frequency_noise, pixel_grid
 
 IMAGE_SIZE = (192, 96)  # (width, height): about 2:1 like the photos; training shrinks to 32×32
-# Hue (PIL's 0..255 scale) shift range per class: 1 yuan pink ↔ salmon; 100 yuan teal ↔ lavender.
-_HUE_SHIFT = {"1": (-12, 14), "100": (-25, 25)}
 
 
-def photograph_note(note: Image.Image, cls: str, rng: np.random.Generator) -> Image.Image:
-    """The drawn ``note`` of class ``cls`` as an RGB photo of ``IMAGE_SIZE``, drawn from ``rng``."""
-    note = _jitter_colour(_print_texture(note, rng), cls, rng)
+def photograph_note(
+    note: Image.Image, hue_shift: tuple[int, int], rng: np.random.Generator
+) -> Image.Image:
+    """The drawn ``note`` as an RGB photo of ``IMAGE_SIZE``, drawn from ``rng``.
+
+    ``hue_shift`` is the range of the print's hue jitter on PIL's 0..255 hue scale.
+    """
+    note = _jitter_colour(_print_texture(note, rng), hue_shift, rng)
     # Half the images look like the typical photo (a flat, upright, frame-filling scan), so
     # training sees that case densely; the other half roams over the wider range of photos.
     scan = bool(rng.random() < 0.5)
@@ -57,10 +60,12 @@ def _print_texture(note: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(out, 0.0, 255.0).astype(np.uint8), "RGB")
 
 
-def _jitter_colour(note: Image.Image, cls: str, rng: np.random.Generator) -> Image.Image:
+def _jitter_colour(
+    note: Image.Image, hue_shift: tuple[int, int], rng: np.random.Generator
+) -> Image.Image:
     """Shift hue, scale saturation and brightness in HSV: print and ageing variation."""
     hsv = np.asarray(note.convert("HSV"), dtype=np.float32).copy()
-    lo, hi = _HUE_SHIFT[cls]
+    lo, hi = hue_shift
     hsv[..., 0] = np.mod(hsv[..., 0] + rng.uniform(lo, hi), 256.0)
     hsv[..., 1] *= rng.uniform(0.5, 1.2)
     hsv[..., 2] *= rng.uniform(0.7, 1.08)
