@@ -239,12 +239,20 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
         ckpt.update({k: resumed[k] for k in ("state_dict", "optimizer", "scheduler", "rng")})
     _, test_acc = evaluate(model, sets["test"])
     ckpt["metrics"]["test_acc"] = test_acc
+    ckpt["ood"] = _fit_ood(model, sets)
     ckpt_io.save_checkpoint(ckpt, out)
     log.info(
         "test accuracy %.2f%% (%d images); checkpoint %s", 100 * test_acc, len(sets["test"]), out
     )
     write_reports(ckpt, out)
     return ckpt
+
+
+def _fit_ood(model: torch.nn.Module, sets: dict[str, ImageSet]) -> dict[str, Any]:
+    """The OOD scorer (statistics + threshold) stored as the checkpoint's ``ood`` entry."""
+    from train.ood.fit import fit_ood
+
+    return fit_ood(model, sets["train"], sets["valid"], mean=MEAN, std=STD)
 
 
 def write_reports(ckpt: dict[str, Any], out: Path) -> None:

@@ -1,0 +1,150 @@
+"""train.ood.scorer: WithOOD folds, exports to ONNX, and rebuilds from the checkpoint's dict.
+
+What is protected: the score survives bnfold.fold (0 BatchNorms left, same scores within the
+project's parity tolerance), both ONNX exporters write it as a second output that onnxruntime
+computes like PyTorch, and the ``ood`` dict round-trips through torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from factories import bn_lenet_with_running_stats
+
+import bnfold
+from bnfold.bn_stats import is_batchnorm
+from train.dataset import ImageSet
+from train.ood.fit import fit_scorer
+from train.ood.scorer import OUTPUT_NAMES, OODScorer, WithOOD
+
+# Every base method in one combined score: one export exercises all their ops.
+ALL = "msp+energy+mahalanobis+knn+bn-stats+channel-stats"
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def _images(n: int, seed: int) -> ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    # half of them smooth, so the statistics are not those of noise alone
+    images[: n // 2] = images[: n // 2].float().mean(dim=(2, 3), keepdim=True).to(torch.uint8)
+    return ImageSet(images, torch.arange(n) % 2, [f"{i}.png" for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def wrapped() -> dict[str, WithOOD]:
+    torch.manual_seed(0)
+    model = bn_lenet_with_running_stats(seed=0)
+    train = _images(64, seed=1)
+    return {m: WithOOD(model, fit_scorer(model, train, method=m)).eval() for m in (ALL, "knn")}
+
+
+def _inputs() -> torch.Tensor:
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 3, 32, 32, generator=g)
+    x[0] = 2.0  # a flat image: zero spatial variance in every channel
+    return x
+
+
+def _assert_scores_close(got, ref) -> None:
+    torch.testing.assert_close(torch.as_tensor(got), ref, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("method", [ALL, "knn"])
+def test_fold_removes_every_batchnorm_and_keeps_logits_and_scores(wrapped, method):
+    model = wrapped[method]
+    result = bnfold.fold(model, _inputs())
+    assert result.report.num_folded == 3
+    assert not any(is_batchnorm(m) for m in result.model.modules())
+    with torch.no_grad():
+        logits, score = model(_inputs())
+        f_logits, f_score = result.model(_inputs())
+    assert score.shape == (6,) and score.dtype == torch.float32
+    assert bool(torch.isfinite(score).all())
+    _assert_scores_close(f_logits, logits)
+    _assert_scores_close(f_score, score)
+
+
+def test_each_method_contributes_to_the_combined_score(wrapped):
+    """Guards the test above: a combined score that ignored a method would still 'agree'."""
+    stats = wrapped[ALL].scorer.stats()
+    assert {k.split(".")[0] for k in stats} == set(ALL.split("+"))
+
+
+def _onnx_scores(model: torch.nn.Module, exporter: str, x: torch.Tensor) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    kwargs = {
+        "input_names": ["image"],
+        "output_names": list(OUTPUT_NAMES),
+        "opset_version": 18,
+    }
+    if exporter == "dynamo":
+        program = torch.onnx.export(
+            model,
+            (x,),
+            dynamo=True,
+            optimize=False,
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            **kwargs,
+        )
+        data = program.model_proto.SerializeToString()
+    else:
+        buf = io.BytesIO()
+        dyn = {"image": {0: "batch"}, "logits": {0: "batch"}, "ood_score": {0: "batch"}}
+        torch.onnx.export(model, (x,), buf, dynamo=False, dynamic_axes=dyn, **kwargs)
+        data = buf.getvalue()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == list(OUTPUT_NAMES)
+    return session.run(None, {"image": x.numpy()})
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_onnx_export_of_unfolded_and_folded_gives_the_same_scores(wrapped, exporter):
+    model = wrapped[ALL]
+    folded = bnfold.fold(model, _inputs()).model
+    x = _inputs()
+    with torch.no_grad():
+        ref_logits, ref_score = model(x)
+    for m in (model, folded):
+        logits, score = _onnx_scores(m, exporter, x)
+        assert score.shape == (6,) and score.dtype == np.float32
+        _assert_scores_close(logits, ref_logits)
+        _assert_scores_close(score, ref_score)
+
+
+def test_ood_dict_round_trips_through_weights_only_load(wrapped):
+    scorer = wrapped[ALL].scorer
+    buf = io.BytesIO()
+    torch.save({"ood": scorer.state()}, buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)["ood"]
+    rebuilt = OODScorer.from_state(state)
+    assert rebuilt.method == ALL and rebuilt.threshold == scorer.threshold
+    assert rebuilt.stats()["knn.k"] == scorer.stats()["knn.k"]  # the int hyper-parameter
+    model = wrapped[ALL].model
+    with torch.no_grad():
+        torch.testing.assert_close(
+            WithOOD(model, rebuilt)(_inputs())[1], wrapped[ALL](_inputs())[1]
+        )
+
+
+@pytest.mark.parametrize(
+    ("state", "match"),
+    [
+        ({"format": 99, "method": "msp", "threshold": 1.0, "stats": {}}, "format 99"),
+        ({"format": 1, "method": "msp", "stats": {}}, "lacks threshold"),
+        ({"format": 1, "method": "softmax", "threshold": 1.0, "stats": {}}, "unknown OOD method"),
+        ([1, 2], "not a dict"),
+    ],
+)
+def test_a_broken_ood_dict_is_a_one_line_value_error(state, match):
+    with pytest.raises(ValueError, match=match):
+        OODScorer.from_state(state)
+
+
+def test_with_ood_refuses_a_model_without_lenet_layers():
+    with pytest.raises(ValueError, match="lacks conv1"):
+        WithOOD(torch.nn.Linear(3, 2), OODScorer("msp", {}, 0.5))

@@ -1,0 +1,34 @@
+"""The threshold: the smallest score that rejects at most a target share of held-out photos."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+TARGET_FALSE_REJECT = 0.02
+
+
+def threshold_for(scores: Tensor, target_false_reject: float = TARGET_FALSE_REJECT) -> float:
+    """A threshold with ``mean(scores > t) <= target`` on these in-distribution ``scores``.
+
+    It is the (n - k)-th smallest score with k = floor(target * n): exactly the k highest
+    scores lie above it (fewer when they tie), so the false-reject on this very set never
+    exceeds the target.
+    """
+    if not 0.0 <= target_false_reject < 1.0:
+        raise ValueError(f"target false-reject must be in [0, 1), got {target_false_reject}")
+    flat = scores.detach().double().flatten()
+    if flat.numel() == 0:
+        raise ValueError("cannot calibrate an OOD threshold on zero held-out images")
+    if not torch.isfinite(flat).all():
+        raise ValueError("held-out OOD scores contain NaN or inf: the scorer is broken")
+    n = flat.numel()
+    k = math.floor(target_false_reject * n + 1e-9)
+    return float(flat.sort().values[n - 1 - k])
+
+
+def false_reject(scores: Tensor, threshold: float) -> float:
+    """Share of (in-distribution) ``scores`` above ``threshold``: what would be called unknown."""
+    return float((scores.double() > threshold).double().mean())

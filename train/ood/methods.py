@@ -1,0 +1,193 @@
+"""The OOD scores: how each is fitted on training features, and how each scores a batch.
+
+A math layer under :mod:`train.ood.scorer`: fitting is plain tensor arithmetic on
+:class:`Features` of the training images; scoring uses only torch ops that both ONNX exporters
+write (MatMul, ReduceMin/Mean, TopK, Softmax, LogSumExp) and that torch.fx traces. Every score
+is (N,) float32 and *higher = less like the training data*.
+
+Methods (``METHODS``):
+
+- ``msp``: 1 - max softmax probability (Hendrycks & Gimpel, 2017). Needs no statistics.
+- ``energy``: -logsumexp(logits) (Liu et al., 2020). Needs no statistics.
+- ``mahalanobis``: min over classes of the Mahalanobis distance of the penultimate features
+  to the class mean, shared covariance (Lee et al., 2018).
+- ``knn``: 1 - cosine similarity to the k-th nearest normalised training feature (Sun et al.,
+  2022).
+- ``bn-stats``: how far each image's per-channel activation means after every BN fall from
+  what BN expects on training data (mean β, std |γ|); read from the BN layers alone, no data.
+- ``channel-stats``: the same per-image channel means and standard deviations, scored against
+  their measured training-set distribution (one Gaussian, Mahalanobis distance).
+- ``A+B``: the sum of the scores of A and B, each standardised by its training-set mean and
+  standard deviation, so neither dominates by scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from train.ood.taps import Taps
+
+BASE_METHODS = ("msp", "energy", "mahalanobis", "knn", "bn-stats", "channel-stats")
+DEFAULT_K = 10  # kNN: the k-th neighbour; Sun et al. use k=50 for 50k images, ~1/1000 of them
+SHRINKAGE = 1e-3  # covariance += SHRINKAGE * mean variance * I: dead ReLU units stay invertible
+Stats = dict[str, Tensor]  # integer 0-d tensors (kNN's k) are hyper-parameters, not data
+
+
+@dataclass
+class Features:
+    """What the fits need from one pass over the training images (float64 for the fits)."""
+
+    logits: Tensor  # (N, classes)
+    labels: Tensor  # (N,) int64
+    penultimate: Tensor  # (N, 84)
+    moments: Tensor  # (N, K): per-image channel means then stds of each conv tap, then fc1's
+    bn_z: Tensor  # (N, L): bn-stats' per-layer mean squared z-score
+
+    @staticmethod
+    def of(taps: Taps, labels: Tensor, bn: Stats | None) -> Features:
+        return Features(
+            taps.logits.double(),
+            labels,
+            taps.penultimate.double(),
+            channel_moments(taps).double(),
+            (bn_layer_z(taps, bn) if bn else torch.zeros(len(labels), 0)).double(),
+        )
+
+
+def channel_moments(taps: Taps) -> Tensor:
+    """Per-image mean and standard deviation of every conv channel, then fc1's activations."""
+    parts = []
+    for a in taps.conv:
+        mean = a.mean(dim=(2, 3))
+        var = (a - mean[:, :, None, None]).pow(2).mean(dim=(2, 3))
+        parts += [mean, var.sqrt()]
+    return torch.cat([*parts, taps.hidden], dim=1)
+
+
+def bn_layer_z(taps: Taps, bn: Stats) -> Tensor:
+    """(N, layers): mean over channels of ((per-image channel mean - β) / |γ|)² per BN layer.
+
+    On training data a BN's output has per-channel mean β and std |γ|, so each z is O(1) for
+    training-like images; noise and flat colours push the channel means far from β.
+    """
+    values = [a.mean(dim=(2, 3)) for a in taps.conv] + [taps.hidden]
+    cols = []
+    for i, v in enumerate(values):
+        z = (v - bn[f"beta{i}"]) / bn[f"gamma_abs{i}"]
+        cols.append(z.pow(2).mean(dim=1, keepdim=True))
+    return torch.cat(cols, dim=1)
+
+
+def _whitener(centred: Tensor) -> Tensor:
+    """W with ||x W||² = x Σ⁻¹ xᵀ for the (shrunk) covariance of ``centred`` rows."""
+    n, d = centred.shape
+    cov = centred.T @ centred / max(n - 1, 1)
+    cov = cov + SHRINKAGE * cov.diagonal().mean().clamp_min(1e-12) * torch.eye(d, dtype=cov.dtype)
+    return torch.linalg.cholesky(torch.linalg.inv(cov))
+
+
+# ---- fitting: Features of the training images -> statistics tensors (float32) ----------------
+
+
+def fit_mahalanobis(f: Features) -> Stats:
+    classes = int(f.logits.shape[1])
+    means = torch.stack([f.penultimate[f.labels == c].mean(0) for c in range(classes)])
+    centred = f.penultimate - means[f.labels]
+    w = _whitener(centred)
+    return {"whiten": w.float(), "means_w": (means @ w).float()}
+
+
+def fit_knn(f: Features, k: int = DEFAULT_K) -> Stats:
+    k = min(k, len(f.penultimate))  # a tiny training set (tests) still gets a usable k
+    bank = torch.nn.functional.normalize(f.penultimate, dim=1, eps=1e-12)
+    return {"bank": bank.float(), "k": torch.tensor(k)}
+
+
+def fit_channel_stats(f: Features) -> Stats:
+    mean = f.moments.mean(0)
+    w = _whitener(f.moments - mean)
+    return {"whiten": w.float(), "mean_w": (mean @ w).float()}
+
+
+def bn_stats_from_model(model: torch.nn.Module) -> Stats | None:
+    """β and |γ| of LeNet's bn1, bn2, bn3, or None when the model has no BatchNorm."""
+    bns = [getattr(model, name) for name in ("bn1", "bn2", "bn3")]
+    if not all(isinstance(bn, torch.nn.modules.batchnorm._BatchNorm) for bn in bns):
+        return None
+    stats: Stats = {}
+    for i, bn in enumerate(bns):
+        stats[f"beta{i}"] = bn.bias.detach().float().clone()
+        stats[f"gamma_abs{i}"] = bn.weight.detach().abs().clamp_min(1e-6).float().clone()
+    return stats
+
+
+# ---- scoring: Taps + statistics -> (N,) float32, higher = more out-of-distribution -----------
+
+
+def score_msp(taps: Taps, stats: Stats) -> Tensor:
+    return 1.0 - taps.logits.softmax(dim=1).amax(dim=1)
+
+
+def score_energy(taps: Taps, stats: Stats) -> Tensor:
+    return -torch.logsumexp(taps.logits, dim=1)
+
+
+def score_mahalanobis(taps: Taps, stats: Stats) -> Tensor:
+    z = taps.penultimate @ stats["whiten"]
+    d = (z[:, None, :] - stats["means_w"][None, :, :]).pow(2).sum(dim=2)
+    return d.amin(dim=1)
+
+
+def score_knn(taps: Taps, stats: Stats) -> Tensor:
+    f = taps.penultimate
+    norm = f.pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
+    sim = (f / norm) @ stats["bank"].T
+    k = stats["k"]  # a Python int in the scorer (see train.ood.scorer), so TopK's k is static
+    return 1.0 - sim.topk(k, dim=1).values[:, k - 1]
+
+
+def score_bn_stats(taps: Taps, stats: Stats) -> Tensor:
+    return bn_layer_z(taps, stats).sum(dim=1)
+
+
+def score_channel_stats(taps: Taps, stats: Stats) -> Tensor:
+    z = channel_moments(taps) @ stats["whiten"] - stats["mean_w"]
+    return z.pow(2).sum(dim=1)
+
+
+SCORERS = {
+    "msp": score_msp,
+    "energy": score_energy,
+    "mahalanobis": score_mahalanobis,
+    "knn": score_knn,
+    "bn-stats": score_bn_stats,
+    "channel-stats": score_channel_stats,
+}
+
+
+def components(method: str) -> list[str]:
+    """The base methods of ``method`` ("knn+msp" -> both); ValueError if it names an unknown one."""
+    parts = method.split("+")
+    unknown = [p for p in parts if p not in SCORERS]
+    if unknown or len(set(parts)) != len(parts):
+        raise ValueError(
+            f"unknown OOD method {method!r}: use one of {', '.join(BASE_METHODS)}, "
+            "or several joined by '+' (each once)"
+        )
+    return parts
+
+
+def score(method: str, taps: Taps, stats: Stats) -> Tensor:
+    """The score of ``method`` (base or combined) from its statistics (see module doc)."""
+    parts = components(method)
+    if len(parts) == 1:
+        return SCORERS[method](taps, stats)
+    total = None
+    for p in parts:
+        own = {k.removeprefix(f"{p}."): v for k, v in stats.items() if k.startswith(f"{p}.")}
+        s = (SCORERS[p](taps, own) - own["loc"]) / own["scale"]
+        total = s if total is None else total + s
+    return total
