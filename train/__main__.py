@@ -59,6 +59,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="which RMB notes the synthetic set holds: 4 (1980/1990 designs), 5 (1999 onwards, "
         "the notes in circulation) or all; ignored with --data",
     )
+    p.add_argument(
+        "--outlier-exposure",
+        action="store_true",
+        help="also train against non-note images and other denominations (pushed towards a "
+        "uniform softmax), so the OOD score flags them; default: off",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -83,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         skip_bad_images=args.skip_bad_images,
         synthetic_dir=args.synthetic_dir,
         series=args.series,
+        outlier_exposure=args.outlier_exposure,
     )
     fit(cfg)
     return 0

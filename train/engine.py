@@ -36,8 +36,16 @@ def train_one_epoch(
     batch_size: int,
     generator: torch.Generator,
     desc: str = "train",
+    negatives: Tensor | None = None,
+    negatives_weight: float = 0.5,
 ) -> EpochStats:
-    """Train ``model`` for one pass over ``data`` with the course's augmentation per batch."""
+    """Train ``model`` for one pass over ``data`` with the course's augmentation per batch.
+
+    ``negatives`` (uint8 non-note images) switch on outlier exposure (Hendrycks et al., 2019):
+    each batch also sees as many random negatives, pushed towards a uniform softmax with
+    weight ``negatives_weight``, so the classes stay the notes' and "unknown" is learnt as
+    "no class is likely".
+    """
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     total_loss, correct, seen, step_losses = 0.0, 0, 0, []
@@ -45,8 +53,16 @@ def train_one_epoch(
     for idx in bar:
         idx = idx.to(data.images.device)
         inputs, targets = train_batch(data.images[idx], generator), data.labels[idx]
-        logits = model(inputs)
-        loss = loss_fn(logits, targets)
+        if negatives is not None:
+            pick = torch.randint(0, len(negatives), (len(idx),), generator=generator)
+            extra = train_batch(negatives[pick.to(negatives.device)], generator)
+            both = model(torch.cat([inputs, extra]))
+            logits, outlier_logits = both[: len(idx)], both[len(idx) :]
+            uniform_ce = -outlier_logits.log_softmax(dim=1).mean(dim=1).mean()
+            loss = loss_fn(logits, targets) + negatives_weight * uniform_ce
+        else:
+            logits = model(inputs)
+            loss = loss_fn(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -51,6 +51,7 @@ class TrainConfig:
     resume: bool = False
     skip_bad_images: bool = False
     synthetic_dir: str = "artifacts/data"
+    outlier_exposure: bool = False  # train against non-note images too (train.ood.negatives)
     series: str = "all"  # which RMB series the synthetic set holds: "4", "5" or "all"
 
 
@@ -194,6 +195,7 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
         ckpt["epoch"] = resumed["epoch"]
         log.info("resumed %s after epoch %d", out, resumed["epoch"])
 
+    negatives = _negatives(cfg, device)
     with logging_redirect_tqdm():
         for epoch in range(ckpt["epoch"] + 1, cfg.epochs + 1):
             stats = train_one_epoch(
@@ -203,6 +205,7 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
                 batch_size=cfg.batch_size,
                 generator=generator,
                 desc=f"epoch {epoch}/{cfg.epochs}",
+                negatives=negatives,
             )
             scheduler.step()
             valid_loss, valid_acc = evaluate(model, sets["valid"])
@@ -246,6 +249,15 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
     )
     write_reports(ckpt, out)
     return ckpt
+
+
+def _negatives(cfg: TrainConfig, device: torch.device) -> torch.Tensor | None:
+    """Outlier-exposure negatives when ``cfg.outlier_exposure`` asks for them, else None."""
+    if not cfg.outlier_exposure:
+        return None
+    from train.ood.negatives import outlier_negatives
+
+    return outlier_negatives(cfg.synthetic_dir).to(device)
 
 
 def _fit_ood(model: torch.nn.Module, sets: dict[str, ImageSet]) -> dict[str, Any]:

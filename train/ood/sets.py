@@ -29,7 +29,8 @@ from train.transforms import INPUT_SIZE, open_image, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 
-EVAL_SEED = 2000  # far from the seeds any training negatives would use
+EVAL_SEED = 2000  # far from NEGATIVES_SEED, the training negatives' seed
+NEGATIVES_SEED = 100
 CANVAS = (96, 64)  # (width, height) drawn before the resize, about a phone photo's aspect
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # (package, path inside it) of natural photos that ship with installed packages.
@@ -139,12 +140,41 @@ def _photo_crops(photos: list[Image.Image]) -> Callable[[np.random.Generator], I
     return crop
 
 
+def _dead_leaves(rng: np.random.Generator) -> Image.Image:
+    """Overlapping random discs and boxes: a classic stand-in for natural-image statistics.
+
+    Used only for training negatives (outlier exposure), never in the evaluation sets.
+    """
+    img = Image.new("RGB", CANVAS, tuple(int(c) for c in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(20, 120))):
+        r = float(CANVAS[0] * rng.uniform(0.02, 0.3) ** 1.5)
+        cx, cy = rng.uniform(-r, CANVAS[0] + r), rng.uniform(-r, CANVAS[1] + r)
+        box = (cx - r, cy - r * rng.uniform(0.5, 1.5), cx + r, cy + r)
+        fill = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
+    return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2))))
+
+
+def _draw(
+    makers: dict[str, Callable[[np.random.Generator], Image.Image]],
+    per_kind: int,
+    seed: int,
+    size: tuple[int, int],
+) -> dict[str, Tensor]:
+    if per_kind < 1:
+        raise ValueError(f"per_kind must be >= 1, got {per_kind}")
+    sets = {}
+    for i, (kind, make) in enumerate(makers.items()):
+        rng = np.random.default_rng([seed, i])
+        sets[kind] = torch.stack([to_uint8_tensor(make(rng), size) for _ in range(per_kind)])
+    return sets
+
+
 def far_ood(
     per_kind: int = 100, seed: int = EVAL_SEED, size: tuple[int, int] = INPUT_SIZE
 ) -> dict[str, Tensor]:
     """The far-OOD kinds as uint8 (N, 3, H, W) tensors; ``photo`` is absent with no photos."""
-    if per_kind < 1:
-        raise ValueError(f"per_kind must be >= 1, got {per_kind}")
     makers: dict[str, Callable[[np.random.Generator], Image.Image]] = {
         "noise": _noise,
         "solid": _solid,
@@ -157,11 +187,20 @@ def far_ood(
         makers["photo"] = _photo_crops(photos)
     else:
         log.warning("no bundled photos found (matplotlib / gradio): far-OOD has no 'photo' kind")
-    sets = {}
-    for i, (kind, make) in enumerate(makers.items()):
-        rng = np.random.default_rng([seed, i])
-        sets[kind] = torch.stack([to_uint8_tensor(make(rng), size) for _ in range(per_kind)])
-    return sets
+    return _draw(makers, per_kind, seed, size)
+
+
+def training_negatives(
+    per_kind: int = 150, seed: int = NEGATIVES_SEED, size: tuple[int, int] = INPUT_SIZE
+) -> Tensor:
+    """Non-note images for outlier exposure: other seeds than the evaluation's, no photos.
+
+    The photo kind of the evaluation has no counterpart here (dead leaves stand in for natural
+    images), so the far-OOD photo figures measure images of a source training never saw.
+    """
+    makers = {"noise": _noise, "solid": _solid, "gradient": _gradient, "blank": _blank}
+    makers |= {"text": _text, "dead-leaves": _dead_leaves}
+    return torch.cat(list(_draw(makers, per_kind, seed, size).values()))
 
 
 def _image_files(root: Path) -> Iterator[Path]:
