@@ -4,6 +4,11 @@ Answers "how well does it do on *these* photos?" — e.g. a model trained only o
 set, evaluated on the real RMB photos::
 
     python -m train.evaluate --checkpoint artifacts/bn-lenet.pt --data ../shared/data/rmb
+
+or on synthetic notes it never saw: a fresh seed of the generator, e.g. today's (5th-series)
+notes only::
+
+    python -m train.evaluate --synthetic-series 5 --synthetic-seed 101
 """
 
 from __future__ import annotations
@@ -50,6 +55,25 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--data", default=None, help="ImageFolder to evaluate on; default: the checkpoint's own"
     )
     p.add_argument(
+        "--synthetic-series",
+        default=None,
+        choices=("4", "5", "all"),
+        help="evaluate on a synthetic set of this series instead of --data (generated once "
+        "under --synthetic-dir); default: none",
+    )
+    p.add_argument(
+        "--synthetic-seed",
+        type=int,
+        default=101,
+        help="seed of that set; training uses seed 0, so any other seed is unseen notes",
+    )
+    p.add_argument(
+        "--synthetic-per-class", type=int, default=300, help="notes per class in that set"
+    )
+    p.add_argument(
+        "--synthetic-dir", default="artifacts/data", help="cache folder of the synthetic sets"
+    )
+    p.add_argument(
         "--split",
         default="all",
         choices=("all", *SPLIT_NAMES),
@@ -59,7 +83,21 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    r = evaluate_checkpoint(args.checkpoint, args.data, args.split)
+    data = args.data
+    if args.synthetic_series is not None:
+        if data is not None:
+            raise ValueError("give either --data or --synthetic-series, not both")
+        from train.synthetic import ensure_synthetic
+
+        data = str(
+            ensure_synthetic(
+                Path(args.synthetic_dir),
+                seed=args.synthetic_seed,
+                per_class=args.synthetic_per_class,
+                series=args.synthetic_series,
+            )
+        )
+    r = evaluate_checkpoint(args.checkpoint, data, args.split)
     print(f"accuracy {r['acc']:.2%} on {r['images']} images (mean cross-entropy {r['loss']:.4f})")
     return 0
 

@@ -1,7 +1,8 @@
 """Photograph a drawn note virtually, so the network learns what survives real cameras.
 
-Print texture, colour jitter, perspective, rotation, lighting, background, blur and noise vary
-per image; the JPEG step is left to the caller.
+Print texture, colour jitter, creases, the kind of shot (scan, on a table, in a hand), distance,
+perspective, rotation, lighting, background, blur and noise vary per image; the JPEG step is left
+to the caller.
 """
 
 from __future__ import annotations
@@ -13,8 +14,16 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from train.synthetic.fields import low_frequency_noise, pixel_grid
+from train.synthetic.handling import crease, hand, room, wood
 
 IMAGE_SIZE = (192, 96)  # (width, height): about 2:1 like the photos; training shrinks to 32×32
+
+
+# How a note gets photographed: a flat frame-filling scan (the course photos), a phone photo of a
+# note lying on a table (any distance, any angle), or one held in a hand (often partly out of
+# frame). Scans keep the largest share: they are the case the real course photos test densely.
+SHOTS = ("scan", "table", "hand")
+_SHOT_SHARE = (0.45, 0.3, 0.25)
 
 
 def photograph_note(
@@ -25,10 +34,13 @@ def photograph_note(
     ``hue_shift`` is the range of the print's hue jitter on PIL's 0..255 hue scale.
     """
     note = _jitter_colour(_print_texture(note, rng), hue_shift, rng)
-    # Half the images look like the typical photo (a flat, upright, frame-filling scan), so
-    # training sees that case densely; the other half roams over the wider range of photos.
-    scan = bool(rng.random() < 0.5)
-    return _photograph(_place(note, _background(rng, scan), rng, scan), rng)
+    shot = SHOTS[int(rng.choice(len(SHOTS), p=_SHOT_SHARE))]
+    if shot != "scan" and rng.random() < 0.35:
+        note = crease(note, rng)
+    img, corners = _place(note, _background(rng, shot), rng, shot)
+    if shot == "hand":
+        img = hand(img, corners, rng)
+    return _photograph(img, rng)
 
 
 def perspective_coeffs(
@@ -73,45 +85,61 @@ def _jitter_colour(
     return Image.fromarray(hsv, "HSV").convert("RGB")
 
 
-def _background(rng: np.random.Generator, scan: bool) -> np.ndarray:
-    """A mostly light, slightly tinted, softly textured surface (scanner lid, table, paper)."""
+def _background(rng: np.random.Generator, shot: str) -> np.ndarray:
+    """The surface behind the note: scanner lid or card, a table, or a blurred room."""
     w, h = IMAGE_SIZE
-    if scan:
+    if shot == "hand":
+        return room(h, w, rng)
+    if shot == "table" and rng.random() < 0.4:
+        return wood(h, w, rng)
+    if shot == "scan":
         level = rng.uniform(170.0, 240.0)
-    elif rng.random() < 0.85:
+    elif rng.random() < 0.7:
         level = rng.uniform(150.0, 250.0)
     else:
-        level = rng.uniform(60.0, 150.0)
-    tint = rng.normal(0.0, 10.0, size=3)
+        level = rng.uniform(30.0, 150.0)
+    tint = rng.normal(0.0, 10.0 if shot == "scan" else 25.0, size=3)
     bg = np.empty((h, w, 3), dtype=np.float32)
     bg[:] = level + tint
     bg += (
         rng.uniform(0.0, 20.0) * low_frequency_noise(h, w, rng, int(rng.integers(2, 6)))[..., None]
     )
-    if rng.random() < 0.3:  # fine grain, e.g. wood or fabric
+    if rng.random() < 0.3:  # fine grain, e.g. fabric
         bg += rng.normal(0.0, rng.uniform(2.0, 8.0), size=(h, 1, 1)).astype(np.float32)
     return bg
 
 
-def _place(note: Image.Image, bg: np.ndarray, rng: np.random.Generator, scan: bool) -> np.ndarray:
-    """Warp the note onto the background: scale, aspect, rotation, perspective, position."""
+def _pose(rng: np.random.Generator, shot: str) -> tuple[float, float, float, float, bool]:
+    """Width in pixels, rotation (radians), perspective skew, roam, and whether it may leave."""
+    w = IMAGE_SIZE[0]
+    if shot == "scan":  # flat and upright, filling most of the frame
+        return w * rng.uniform(0.88, 0.98), math.radians(rng.normal(0.0, 1.0)), 0.004, 0.3, False
+    if shot == "table":  # near or far, at an angle, seen at a slant
+        tw = w * rng.uniform(0.6, 1.0)
+        return tw, math.radians(rng.uniform(-20.0, 20.0)), 0.035, 1.0, rng.random() < 0.25
+    tw = w * rng.uniform(0.8, 1.15)  # held up close: sometimes bigger than the frame
+    return tw, math.radians(rng.uniform(-12.0, 12.0)), 0.04, 1.0, True
+
+
+def _place(
+    note: Image.Image, bg: np.ndarray, rng: np.random.Generator, shot: str
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Warp the note onto the background; also return where its corners landed.
+
+    Scale, aspect, rotation, perspective and position vary with the kind of shot; a note that
+    may leave the frame is shifted by up to a sixth of its size past the image border.
+    """
     w, h = IMAGE_SIZE
     nw, nh = note.size
-    if scan:  # flat and upright, filling most of the frame
-        tw = w * rng.uniform(0.88, 0.98)
-        angle = math.radians(rng.normal(0.0, 1.0))
-        skew = 0.004
-    else:
-        tw = w * rng.uniform(0.75, 1.0)
-        angle = math.radians(rng.uniform(-8.0, 8.0))
-        skew = 0.02
-    th = min(h * 0.98, tw / (2.15 * rng.uniform(0.9, 1.1)))
+    tw, angle, skew, roam, leave = _pose(rng, shot)
+    th = min(h * (0.98 if shot == "scan" else 1.3), tw / (2.15 * rng.uniform(0.9, 1.1)))
     cos, sin = math.cos(angle), math.sin(angle)
     ext_w = abs(tw * cos) + abs(th * sin)
     ext_h = abs(tw * sin) + abs(th * cos)
-    roam = 0.3 if scan else 1.0  # scans are centred, photos anywhere the note still fits
-    cx = w / 2 + rng.uniform(-roam, roam) * max(1.0, (w - ext_w) / 2 + 2)
-    cy = h / 2 + rng.uniform(-roam, roam) * max(1.0, (h - ext_h) / 2 + 2)
+    slack_w = max(1.0, (w - ext_w) / 2 + 2) + (ext_w / 6 if leave else 0.0)
+    slack_h = max(1.0, (h - ext_h) / 2 + 2) + (ext_h / 6 if leave else 0.0)
+    cx = w / 2 + rng.uniform(-roam, roam) * slack_w
+    cy = h / 2 + rng.uniform(-roam, roam) * slack_h
     corners = []
     for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
         x, y = sx * tw / 2, sy * th / 2
@@ -122,7 +150,13 @@ def _place(note: Image.Image, bg: np.ndarray, rng: np.random.Generator, scan: bo
     warped = rgba.transform((w, h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
     arr = np.asarray(warped, dtype=np.float32)
     alpha = arr[..., 3:4] / 255.0
-    return bg * (1.0 - alpha) + arr[..., :3] * alpha
+    if shot == "table":  # a soft shadow: the note lies a little above the surface
+        shadow = Image.fromarray((alpha[..., 0] * 255).astype(np.uint8), "L")
+        shadow = shadow.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 3.0)))
+        dx, dy = (int(d) for d in rng.integers(-3, 4, size=2))
+        s = np.roll(np.asarray(shadow, dtype=np.float32) / 255.0, (dy, dx), axis=(0, 1))
+        bg = bg * (1.0 - rng.uniform(0.1, 0.35) * s[..., None])
+    return bg * (1.0 - alpha) + arr[..., :3] * alpha, corners
 
 
 def _photograph(img: np.ndarray, rng: np.random.Generator) -> Image.Image:
