@@ -239,7 +239,7 @@ def _fold_checkpoint(model: Path, out: Path, check: bool, tol: dict[str, Any]) -
     import torch
 
     from bnfold.capture import CaptureError
-    from bnfold.checkpoint import load_model, save_folded
+    from bnfold.checkpoint import load_model, save_checkpoint
     from bnfold.torch_fold import fold
 
     net, ckpt = load_model(model)
@@ -247,14 +247,11 @@ def _fold_checkpoint(model: Path, out: Path, check: bool, tol: dict[str, Any]) -
         result = fold(net)
     except CaptureError as error:
         raise InputError(f"{model}: its model cannot be folded: {error}") from error
-    save_folded(ckpt, result.model, result.report, out)
+    save_checkpoint(ckpt.folded_twin(result.model, result.report), out)
     if not check:
         return FoldOutcome("checkpoint", result.report, None)
-    size = ckpt.get("input_size")
-    if not (isinstance(size, list | tuple) and len(size) == 2):
-        raise InputError(f"{model}: --check needs 'input_size' [H, W] in the checkpoint")
     generator = torch.Generator().manual_seed(tol["seed"])
-    x = torch.randn(tol["batch_size"], 3, *size, generator=generator)
+    x = torch.randn(tol["batch_size"], 3, *ckpt.input_size, generator=generator)
     return FoldOutcome("checkpoint", result.report, _torch_parity(net, result.model, x, tol))
 
 

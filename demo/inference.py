@@ -1,7 +1,7 @@
 """The demo's two questions, asked of every runtime: what is this note, and how fast is each.
 
 Plain functions over a :class:`demo.runtimes.RuntimeSet` and a PIL image; the Gradio layer only
-formats what they return. Preprocessing is :mod:`train.transforms`, the one evaluation uses.
+formats what they return. Preprocessing is :mod:`train.preprocess`, the one evaluation uses.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from PIL import Image
 
 from demo.runtimes import ModelFacts, RuntimeSet, Unavailable, Variant
 from demo.timing import percentiles_ms, time_calls
-from train.transforms import normalize, to_uint8_tensor
+from train.preprocess import normalize, to_uint8_tensor
 
 DEFAULT_RUNS = 20
 DEFAULT_WARMUP = 3

@@ -20,7 +20,7 @@ from torch import nn
 import bnfold.onnx_fold
 import bnfold.torch_fold
 from bnfold.atomic import atomic_path, atomic_write_bytes
-from bnfold.checkpoint import CheckpointError, load_model, save_folded
+from bnfold.checkpoint import CheckpointError, load_model, save_checkpoint
 from bnfold.cli import get_args_parser, main
 from bnfold.report import FoldReport
 
@@ -165,7 +165,7 @@ def test_checkpoint_is_folded_into_a_loadable_checkpoint(source, tmp_path, capsy
     assert saved["model"] == {"factory": factory, "kwargs": kwargs}
     assert not any("running_mean" in k for k in saved["state_dict"])
     folded, ckpt = load_model(out)
-    assert ckpt["class_names"] == ["1", "100"]
+    assert ckpt.class_names == ("1", "100") and ckpt.folded
     x = torch.randn(3, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(folded(x), original(x), **FP32_TOL)
@@ -180,7 +180,7 @@ def test_checkpoint_is_folded_into_a_loadable_checkpoint(source, tmp_path, capsy
 def test_load_model_rebuilds_an_unfolded_checkpoint_exactly(tmp_path, tests_factory):
     original = write_checkpoint(tmp_path / "ckpt.pt", tests_factory, {"channels": 3})
     model, ckpt = load_model(tmp_path / "ckpt.pt")
-    assert not model.training and ckpt["format_version"] == 1
+    assert not model.training and ckpt.epoch == 1 and not ckpt.folded
     for key, value in original.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, atol=0, rtol=0)
 
@@ -214,7 +214,7 @@ def test_save_folded_is_atomic_and_keeps_the_old_file_on_failure(
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
-        save_folded(ckpt, model, FoldReport(), out)
+        save_checkpoint(ckpt.folded_twin(model, FoldReport()), out)
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "folded.pt"]
 

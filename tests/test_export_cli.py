@@ -20,9 +20,9 @@ from onnx import numpy_helper
 from PIL import Image
 from tritonclient.grpc import model_config_pb2
 
+from bnfold.checkpoint import load_checkpoint
 from export import metadata, onnx_writer
 from export.__main__ import get_args_parser, main
-from train.checkpoint import build_from_checkpoint, load_checkpoint
 from train.models import build_model
 from train.trainer import TrainConfig, fit
 
@@ -77,8 +77,8 @@ def test_both_files_are_checked_self_describing_and_keep_or_drop_bn(
     meta = metadata.read_metadata(proto)
     ckpt = load_checkpoint(checkpoint)
     assert meta["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    assert meta["class_names"] == ckpt["class_names"] == ["1", "100"]
-    assert (meta["mean"], meta["std"]) == (ckpt["mean"], ckpt["std"])
+    assert meta["class_names"] == list(ckpt.class_names) == ["1", "100"]
+    assert (meta["mean"], meta["std"]) == (list(ckpt.mean), list(ckpt.std))
     assert meta["input_size"] == [32, 32]
     assert meta["folded"] is (kind == "folded")
     assert meta["fold_report"]["num_bn"] == 3 and meta["fold_report"]["num_folded"] == 3
@@ -95,7 +95,7 @@ def test_both_files_are_checked_self_describing_and_keep_or_drop_bn(
 @pytest.mark.parametrize("kind", ["unfolded", "folded"])
 @pytest.mark.parametrize("batch", [1, 5])
 def test_files_match_the_checkpoint_at_any_batch(exported, checkpoint, kind, batch):
-    model = build_from_checkpoint(load_checkpoint(checkpoint))
+    model = load_checkpoint(checkpoint).build_model(allow_folded=False)
     x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
     session = ort.InferenceSession(str(exported[kind]), providers=["CPUExecutionProvider"])
     (got,) = session.run(["logits"], {"image": x.numpy()})

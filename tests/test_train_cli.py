@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from bnfold.checkpoint import load_checkpoint
 from train.__main__ import cli, get_args_parser, main
-from train.checkpoint import load_checkpoint
 
 HEAVY_MODULES = ("gradio", "onnx", "onnxruntime", "onnxscript", "matplotlib")
 
@@ -168,9 +168,9 @@ def test_skip_bad_images_through_the_cli(tiny_image_folder, tmp_path, capsys):
     argv = ["--data", str(root), "--out", str(out), "--epochs", "1", "--batch-size", "4"]
     assert cli([*argv, "--skip-bad-images", "--device", "cpu"]) == 0
     ckpt = load_checkpoint(out)
-    recorded = [p for paths in ckpt["split"].values() for p in paths]
+    recorded = [p for paths in ckpt.split.values() for p in paths]
     assert len(recorded) == 10 and "100/broken.jpg" not in recorded
-    assert ckpt["args"]["skip_bad_images"] is True
+    assert ckpt.args["skip_bad_images"] is True
     assert "skipped 1 unreadable file(s)" in capsys.readouterr().err
 
 
@@ -181,7 +181,7 @@ def test_main_passes_every_flag_to_the_trainer(tiny_image_folder, tmp_path):
     argv += ["--batch-size", "3", "--lr", "0.05", "--seed", "7", "--device", "cpu"]
     argv += ["--threads", "1", "--out", str(out), "--synthetic-dir", str(tmp_path / "syn")]
     assert main(get_args_parser().parse_args(argv)) == 0
-    args = load_checkpoint(out)["args"]
+    args = load_checkpoint(out).args
     expected = {
         "data": str(root),
         "model": "lenet",
@@ -198,5 +198,5 @@ def test_main_passes_every_flag_to_the_trainer(tiny_image_folder, tmp_path):
         "synthetic_dir": str(tmp_path / "syn"),
     }
     assert {k: args[k] for k in expected} == expected
-    assert load_checkpoint(out)["arch"] == "lenet"
+    assert load_checkpoint(out).arch == "lenet"
     assert out.with_suffix(".metrics.json").is_file()
