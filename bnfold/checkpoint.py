@@ -287,10 +287,29 @@ def _state_dict(values: Any) -> dict[str, Tensor]:
     return values
 
 
+def _allowed_factory(name: str, factories: Factories) -> Callable[..., nn.Module] | None:
+    """The registered function for ``name``, None to import it; refuse names not allowed.
+
+    Checked before any import: importing a module runs its code, and a factory name is just a
+    string in a file (``"os:system"`` with ``{"command": ...}`` would run a shell command).
+    """
+    extra = (factories,) if isinstance(factories, str) else tuple(factories)
+    allowed = {*DEFAULT_FACTORIES, *extra}
+    if name not in allowed:
+        raise CheckpointError(
+            f"model factory {name!r} is not on the allow-list ({', '.join(sorted(allowed))}): "
+            f"refused without importing it; allow it (python -m bnfold --allow-factory {name}) "
+            "only for a checkpoint you trust"
+        )
+    return factories.get(name) if isinstance(factories, Mapping) else None
+
+
 def _call_factory(spec: ModelSpec, factories: Factories) -> nn.Module:
+    function = _allowed_factory(spec.factory, factories)
     module_name, _, function_name = spec.factory.partition(":")
     try:
-        function = getattr(importlib.import_module(module_name), function_name)
+        if function is None:
+            function = getattr(importlib.import_module(module_name), function_name)
     except ImportError as error:
         raise CheckpointError(
             f"cannot import {module_name!r} for model factory {spec.factory!r}: {error} (install "
