@@ -302,9 +302,10 @@ def _compare(pairs, atol: float | None, rtol: float | None) -> Parity:
         if b64.shape != a64.shape:
             failures.append(f"output {i}: shape {a64.shape} != {b64.shape}")
             continue
-        err = np.abs(a64 - b64)
+        finite = np.isfinite(a64) & np.isfinite(b64)  # NaN/Inf anywhere is a mismatch
+        err = np.where(finite, np.abs(np.where(finite, a64 - b64, 0.0)), np.inf)
         worst = max(worst, float(np.max(err)) if err.size else 0.0)
-        bad = ~(err <= a_tol + r_tol * np.abs(b64))  # NaN counts as a mismatch
+        bad = ~finite | (err > a_tol + r_tol * np.abs(np.where(finite, b64, 0.0)))
         if bool(np.any(bad)):
             failures.append(f"output {i}: {int(bad.sum())}/{err.size} elements off")
     tolerance = "; ".join(f"atol {a:g}, rtol {r:g}" for a, r in sorted(used))

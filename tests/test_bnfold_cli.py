@@ -203,6 +203,32 @@ def test_checkpoint_check_mismatch_exits_1(tmp_path, monkeypatch, tests_factory,
     assert "check: MISMATCH" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_check_of_a_non_finite_checkpoint_is_a_mismatch(tmp_path, tests_factory, capsys, value):
+    """Hole 2 of issue 10: --check certified a NaN model because NaN == NaN counted as equal."""
+    write_checkpoint(tmp_path / "ckpt.pt", tests_factory, {"channels": 4})
+    raw = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    raw["state_dict"] = {
+        k: torch.full_like(v, value) if v.is_floating_point() else v
+        for k, v in raw["state_dict"].items()
+    }
+    torch.save(raw, tmp_path / "ckpt.pt")
+    assert cli(tmp_path / "ckpt.pt", "-o", tmp_path / "out.pt", "--check") == 1
+    assert "check: MISMATCH" in capsys.readouterr().out
+
+
+def test_onnx_check_of_a_non_finite_model_is_a_mismatch(tmp_path, capsys):
+    source = write_onnx(tmp_path / "m.onnx")
+    for init in source.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and init.name.endswith("weight"):
+            array = onnx.numpy_helper.to_array(init).copy()
+            array[...] = np.nan
+            init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
+    onnx.save(source, tmp_path / "nan.onnx")
+    assert cli(tmp_path / "nan.onnx", "-o", tmp_path / "out.onnx", "--check") == 1
+    assert "check: MISMATCH" in capsys.readouterr().out
+
+
 def test_save_folded_is_atomic_and_keeps_the_old_file_on_failure(
     tmp_path, monkeypatch, tests_factory
 ):

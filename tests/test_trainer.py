@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from bnfold.checkpoint import TRAIN_FACTORY, ModelSpec, load_checkpoint
+from train import trainer
 from train.dataset import ImageSet
-from train.engine import batches, evaluate, train_one_epoch
+from train.engine import NonFiniteLossError, batches, evaluate, train_one_epoch
 from train.imagefolder import DataError, scan_image_folder
 from train.models import build_model
 from train.preprocess import MEAN, STD, normalize
@@ -244,3 +245,56 @@ def test_train_one_epoch_updates_the_model_and_reports_step_losses():
     assert 0.0 <= stats.acc <= 1.0
     assert not torch.equal(model.fc1.weight, before)
     assert model.training
+
+
+def test_a_loss_going_nan_keeps_the_last_finite_checkpoint(data_dir, tmp_path, monkeypatch):
+    """Hole 2 of issue 10: training must stop on a non-finite loss, not save NaN weights."""
+    out = tmp_path / "m.pt"
+    fit(_config(data_dir, out, epochs=1))
+    before = out.read_bytes()
+    real = trainer.train_one_epoch
+
+    def poisoned(model, *args, desc, **kwargs):
+        if desc.startswith("epoch 2/"):
+            with torch.no_grad():
+                model.fc3.weight.fill_(float("nan"))
+        return real(model, *args, desc=desc, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", poisoned)
+    with pytest.raises(NonFiniteLossError, match="epoch 2: the training loss is nan") as e:
+        fit(_config(data_dir, out, epochs=3, resume=True))
+    assert "keeps epoch 1" in str(e.value) and "\n" not in str(e.value)
+    assert out.read_bytes() == before, "the last finite checkpoint was overwritten"
+    assert load_checkpoint(out).epoch == 1
+
+
+def test_train_one_epoch_refuses_to_step_on_a_non_finite_loss():
+    torch.manual_seed(0)
+    model = build_model("lenet", 2)
+    with torch.no_grad():
+        model.fc1.weight.fill_(float("inf"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = ImageSet(
+        torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8),
+        torch.tensor([0, 1, 0, 1]),
+        ["a", "b", "c", "d"],
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(NonFiniteLossError, match="step 1"):
+        train_one_epoch(
+            model, data, optimizer, batch_size=4, generator=torch.Generator(), mean=MEAN, std=STD
+        )
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), f"{key} was updated from a non-finite loss"
+
+
+def test_a_killed_runs_temp_files_are_removed_on_start_and_only_those(data_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    ours = [tmp_path / ".m.pt.0123456789ab.tmp", tmp_path / ".m.pt.ba9876543210.tmp"]
+    others = [tmp_path / ".other.pt.0123456789ab.tmp", tmp_path / "m.pt.tmp", tmp_path / "x.tmp"]
+    others.append(tmp_path / ".m.pt.not-hex-chars.tmp")
+    for path in [*ours, *others]:
+        path.write_bytes(b"half a checkpoint")
+    fit(_config(data_dir, out, epochs=1, model="lenet", resume=True))
+    assert not any(p.exists() for p in ours)
+    assert all(p.exists() for p in others)
