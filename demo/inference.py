@@ -15,7 +15,8 @@ from PIL import Image
 
 from demo.runtimes import ModelFacts, RuntimeSet, Unavailable, Variant
 from demo.timing import percentiles_ms, time_calls
-from train.preprocess import normalize, to_uint8_tensor
+from train import preprocess
+from train.preprocess import normalize
 
 DEFAULT_RUNS = 20
 DEFAULT_WARMUP = 3
@@ -61,8 +62,7 @@ class Throughput:
 
 def model_input(image: Image.Image, runtimes: RuntimeSet) -> np.ndarray:
     """An RGB image as the 1×3×H×W float32 batch every runtime takes."""
-    pixels = to_uint8_tensor(image, runtimes.input_size).unsqueeze(0)
-    return normalize(pixels, runtimes.mean, runtimes.std).numpy()
+    return preprocess.model_input(image, runtimes.checkpoint).numpy()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
