@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from bnfold.checkpoint import save_checkpoint
 from demo import folding, plots
 from demo.artifacts import ArtifactError, find_artifacts, onnx_paths
 from demo.examples import prepare_examples
@@ -312,9 +313,9 @@ def test_missing_artifacts_name_the_command_that_makes_them(demo_artifacts, tmp_
 
 
 def test_onnx_files_of_another_checkpoint_are_refused(demo_artifacts, tmp_path):
-    ckpt = dict(demo_artifacts.ckpt, epoch=99)  # a different file: different sha256
+    ckpt = demo_artifacts.ckpt.replace(epoch=99)  # a different file: different sha256
     other = tmp_path / demo_artifacts.checkpoint.name
-    torch.save(ckpt, other)
+    save_checkpoint(ckpt, other)
     with pytest.raises(ArtifactError, match=r"different checkpoint.*python -m export"):
         find_artifacts(other, demo_artifacts.onnx_dir)
     broken = tmp_path / "onnx"
@@ -363,7 +364,7 @@ def test_examples_are_held_out_photos_or_synthetic_notes(demo_artifacts, tmp_pat
         cls, name = path.name.split("_", 1)
         assert test_split[name].startswith(f"{cls}/")
         assert path.read_bytes() == (demo_artifacts.data_dir / test_split[name]).read_bytes()
-    gone = dict(ckpt, data_dir=str(tmp_path / "gone"))
+    gone = ckpt.replace(data_dir=str(tmp_path / "gone"))
     synthetic = prepare_examples(gone, tmp_path / "synthetic")
     assert [p.name.split("_")[0] for p in synthetic] == ["1", "1", "100", "100"]
     assert all(load_upload(p).size[0] > 32 for p in synthetic)

@@ -20,10 +20,10 @@ from onnx import numpy_helper
 from PIL import Image
 from tritonclient.grpc import model_config_pb2
 
-from bnfold.checkpoint import load_checkpoint
+from bnfold.checkpoint import load_checkpoint, save_checkpoint
 from export import metadata, onnx_writer
 from export.__main__ import get_args_parser, main
-from train.models import build_model
+from train.models import build_model, model_spec
 from train.trainer import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,13 +199,13 @@ def test_lenet_without_its_data_exports_zero_bn_on_random_inputs(checkpoint, tmp
     torch.manual_seed(0)
     lenet = build_model("lenet", 2)
     path = tmp_path / "lenet.pt"
-    torch.save(
-        {
-            **ckpt,
-            "arch": "lenet",
-            "state_dict": lenet.state_dict(),
-            "data_dir": str(tmp_path / "moved"),
-        },
+    save_checkpoint(
+        ckpt.replace(
+            arch="lenet",
+            model=model_spec("lenet", 2),
+            state_dict=lenet.state_dict(),
+            data_dir=str(tmp_path / "moved"),
+        ),
         path,
     )
     rc = _run_main("--checkpoint", str(path), "--out", str(tmp_path / "onnx"))
@@ -235,7 +235,8 @@ def _error_cases(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str]
     ckpt = torch.load(checkpoint, weights_only=True)
     (tmp / "text.pt").write_text("not a checkpoint\n")
     torch.save({**ckpt, "format_version": 99}, tmp / "v99.pt")
-    torch.save({**ckpt, "arch": "resnet9"}, tmp / "arch.pt")
+    resnet = {**ckpt["model"], "kwargs": {**ckpt["model"]["kwargs"], "arch": "resnet9"}}
+    torch.save({**ckpt, "arch": "resnet9", "model": resnet}, tmp / "arch.pt")
     torch.save({**ckpt, "folded": True}, tmp / "folded.pt")
     torch.save({"format_version": 1, "code": argparse.Namespace(x=1)}, tmp / "pickled.pt")
     (tmp / "a_file").write_text("")
