@@ -26,9 +26,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bnfold.checkpoint import Checkpoint
 
 TARGET_P50_MS = 250.0
 
@@ -63,10 +66,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def pick_photo(ckpt: dict[str, Any], folder: Path) -> Path:
+def pick_photo(ckpt: Checkpoint, folder: Path) -> Path:
     """The first held-out photo that still exists, else a synthetic note written to ``folder``."""
-    data_dir = Path(ckpt.get("data_dir") or "")
-    for rel in ckpt.get("split", {}).get("test", []):
+    data_dir = Path(ckpt.data_dir or "")
+    for rel in ckpt.split.get("test", []):
         if (data_dir / rel).is_file():
             return data_dir / rel
     from train.synthetic import render_jpeg
@@ -152,9 +155,9 @@ def time_in_process(args: argparse.Namespace, photo: Path, runs: int) -> list[fl
 
 
 def main(args: argparse.Namespace) -> int:
+    from bnfold.checkpoint import load_checkpoint
     from demo.artifacts import ArtifactError, find_artifacts
     from demo.inference import DEFAULT_RUNS
-    from train.checkpoint import load_checkpoint
 
     try:
         found = find_artifacts(args.checkpoint, args.onnx_dir)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from benchmarks.variants import (
     first_line,
     load,
 )
+
+if TYPE_CHECKING:
+    from bnfold.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +173,16 @@ def _onnx_files(cfg: SweepConfig, tmp: Path) -> dict[str, Path]:
     return result.files
 
 
-def _sources(cfg: SweepConfig, tmp: Path) -> tuple[Sources, dict[str, Any]]:
+def _sources(cfg: SweepConfig, tmp: Path) -> tuple[Sources, Checkpoint]:
     import bnfold
-    from train.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
+    from bnfold.checkpoint import CheckpointError, load_checkpoint
 
     try:
         ckpt = load_checkpoint(cfg.checkpoint)
-        unfolded = build_from_checkpoint(ckpt)
+        unfolded = ckpt.build_model(allow_folded=False)
     except CheckpointError as e:
         raise BenchmarkError(str(e)) from e
-    size = (int(ckpt["input_size"][0]), int(ckpt["input_size"][1]))
+    size = ckpt.input_size
     folded = bnfold.fold(unfolded, torch.zeros(2, 3, *size)).model.eval()
     return Sources(unfolded, folded, _onnx_files(cfg, tmp)), ckpt
 
@@ -334,7 +337,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rmb-bench-onnx-") as tmp:
         sources, ckpt = _sources(cfg, Path(tmp))
-        input_size = (int(ckpt["input_size"][0]), int(ckpt["input_size"][1]))
+        input_size = ckpt.input_size
         meta["onnx_files"] = {k: str(v) for k, v in sources.files.items()}
         flops = {
             UNFOLDED: flops_per_image(sources.unfolded, input_size),

@@ -27,9 +27,9 @@ from torch import nn
 from train.engine import evaluate, train_one_epoch
 from train.imagefolder import scan_image_folder
 from train.models import build_model
+from train.preprocess import INPUT_SIZE, MEAN, STD
 from train.split import stratified_split
 from train.trainer import prepare_data
-from train.transforms import INPUT_SIZE, MEAN, STD
 
 
 def run_fast(data_dir: str, epochs: int, seed: int) -> tuple[float, float, float]:
@@ -41,10 +41,18 @@ def run_fast(data_dir: str, epochs: int, seed: int) -> tuple[float, float, float
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        train_one_epoch(model, data.sets["train"], optimizer, batch_size=16, generator=generator)
-        _, valid_acc = evaluate(model, data.sets["valid"])
+        train_one_epoch(
+            model,
+            data.sets["train"],
+            optimizer,
+            batch_size=16,
+            generator=generator,
+            mean=MEAN,
+            std=STD,
+        )
+        _, valid_acc = evaluate(model, data.sets["valid"], MEAN, STD)
     elapsed = time.perf_counter() - start
-    return elapsed, valid_acc, evaluate(model, data.sets["test"])[1]
+    return elapsed, valid_acc, evaluate(model, data.sets["test"], MEAN, STD)[1]
 
 
 class _CourseDataset(torch.utils.data.Dataset):

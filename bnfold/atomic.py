@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes"]
+__all__ = ["atomic_path", "atomic_write_bytes", "remove_stale_temps"]
+
+
+_TOKEN_BYTES = 6
 
 
 @contextlib.contextmanager
@@ -27,7 +31,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {target}: folder {target.parent} does not exist")
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(_TOKEN_BYTES)}.tmp"
     # Created by us with O_EXCL and mode 0o666, so the final file gets the usual umask
     # permissions (mkstemp's 0o600 would survive the rename).
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -45,6 +49,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed writer of ``path`` left behind; return them.
+
+    Only names :func:`atomic_path` gives temps of this very target (``.<name>.<12 hex>.tmp``)
+    match, so other files in the folder are never touched. Call it when no other process is
+    writing ``path`` (e.g. when a training run starts).
+    """
+    target = Path(path)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.tmp")
+    if not target.parent.is_dir():
+        return []
+    stale = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -98,6 +98,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random inputs of --check (default: 0)"
     )
+    parser.add_argument(
+        "--allow-factory",
+        action="append",
+        default=[],
+        metavar="MODULE:FUNCTION",
+        help="also allow a checkpoint to rebuild its model with this factory; repeatable. Only "
+        "for checkpoints you trust: the factory is imported and called (default: only "
+        "train.models:build_model)",
+    )
     return parser
 
 
@@ -115,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
             atol=args.atol,
             rtol=args.rtol,
             seed=args.seed,
+            factories=tuple(args.allow_factory),
         )
     except (InputError, CheckpointError, OSError) as error:
         print(f"bnfold: error: {error}", file=sys.stderr)
@@ -138,8 +148,13 @@ def fold_file(
     atol: float | None = None,
     rtol: float | None = None,
     seed: int = 0,
+    factories: tuple[str, ...] = (),
 ) -> FoldOutcome:
-    """Fold the model file ``model`` into ``out``; with ``check``, compare before and after."""
+    """Fold the model file ``model`` into ``out``; with ``check``, compare before and after.
+
+    ``factories`` are model factories a checkpoint may name besides
+    :data:`bnfold.checkpoint.DEFAULT_FACTORIES`.
+    """
     model, out = Path(model), Path(out)
     if not model.is_file():
         raise InputError(f"no such file: {model}")
@@ -154,7 +169,7 @@ def fold_file(
                 "a checkpoint folds into a checkpoint, not ONNX: name -o e.g. folded.pt "
                 "(python -m export writes ONNX)"
             )
-        return _fold_checkpoint(model, out, check, tol)
+        return _fold_checkpoint(model, out, check, tol, factories)
     if out.suffix in (".pt", ".pth", ".ckpt"):
         raise InputError("an ONNX model folds into an ONNX model: name -o e.g. folded.onnx")
     return _fold_onnx_file(model, out, check, tol)
@@ -235,26 +250,25 @@ def _ort_errors() -> tuple[type[Exception], ...]:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _fold_checkpoint(model: Path, out: Path, check: bool, tol: dict[str, Any]) -> FoldOutcome:
+def _fold_checkpoint(
+    model: Path, out: Path, check: bool, tol: dict[str, Any], factories: tuple[str, ...]
+) -> FoldOutcome:
     import torch
 
     from bnfold.capture import CaptureError
-    from bnfold.checkpoint import load_model, save_folded
+    from bnfold.checkpoint import load_model, save_checkpoint
     from bnfold.torch_fold import fold
 
-    net, ckpt = load_model(model)
+    net, ckpt = load_model(model, factories)
     try:
         result = fold(net)
     except CaptureError as error:
         raise InputError(f"{model}: its model cannot be folded: {error}") from error
-    save_folded(ckpt, result.model, result.report, out)
+    save_checkpoint(ckpt.folded_twin(result.model, result.report), out)
     if not check:
         return FoldOutcome("checkpoint", result.report, None)
-    size = ckpt.get("input_size")
-    if not (isinstance(size, list | tuple) and len(size) == 2):
-        raise InputError(f"{model}: --check needs 'input_size' [H, W] in the checkpoint")
     generator = torch.Generator().manual_seed(tol["seed"])
-    x = torch.randn(tol["batch_size"], 3, *size, generator=generator)
+    x = torch.randn(tol["batch_size"], 3, *ckpt.input_size, generator=generator)
     return FoldOutcome("checkpoint", result.report, _torch_parity(net, result.model, x, tol))
 
 
@@ -288,9 +302,10 @@ def _compare(pairs, atol: float | None, rtol: float | None) -> Parity:
         if b64.shape != a64.shape:
             failures.append(f"output {i}: shape {a64.shape} != {b64.shape}")
             continue
-        err = np.abs(a64 - b64)
+        finite = np.isfinite(a64) & np.isfinite(b64)  # NaN/Inf anywhere is a mismatch
+        err = np.where(finite, np.abs(np.where(finite, a64 - b64, 0.0)), np.inf)
         worst = max(worst, float(np.max(err)) if err.size else 0.0)
-        bad = ~(err <= a_tol + r_tol * np.abs(b64))  # NaN counts as a mismatch
+        bad = ~finite | (err > a_tol + r_tol * np.abs(np.where(finite, b64, 0.0)))
         if bool(np.any(bad)):
             failures.append(f"output {i}: {int(bad.sum())}/{err.size} elements off")
     tolerance = "; ".join(f"atol {a:g}, rtol {r:g}" for a, r in sorted(used))

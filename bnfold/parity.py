@@ -20,7 +20,8 @@ Definitions, per candidate over every input and every output tensor (Δ = y - re
   outputs) matches the reference.
 - ``passed``: ``tolerance_ratio <= 1`` and ``argmax_agreement == 1`` (identical on every input).
 
-Non-finite candidate values where the reference is finite count as infinite error.
+Any NaN or ±Inf, in a candidate's output or in the reference's, counts as an infinite error at
+that element: NaN == NaN is no agreement, and a model that outputs NaN never passes.
 """
 
 from __future__ import annotations
@@ -119,10 +120,9 @@ class _Stats:
                 )
             if r.numel() == 0:
                 continue
-            delta = (g - r).abs()
-            delta = torch.where(torch.isnan(delta) | torch.isinf(delta), torch.inf, delta)
-            delta = torch.where((g == r) | (torch.isnan(g) & torch.isnan(r)), 0.0, delta)
-            magnitude = r.abs()
+            finite = torch.isfinite(g) & torch.isfinite(r)
+            delta = torch.where(finite, (g - r).abs(), torch.inf)
+            magnitude = torch.where(finite, r.abs(), 0.0)
             worst = delta.max().item()
             self.abs = max(self.abs, worst)
             peak = magnitude.max().item()

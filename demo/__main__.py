@@ -118,8 +118,8 @@ def serve(args: argparse.Namespace, examples_dir: Path, *, block: bool = True) -
 def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:
     args = argv if isinstance(argv, argparse.Namespace) else get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from bnfold.checkpoint import CheckpointError
     from demo.artifacts import ArtifactError
-    from train.checkpoint import CheckpointError
 
     examples_dir = Path(tempfile.mkdtemp(prefix="rmb-demo-examples-"))
     try:

@@ -10,28 +10,31 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bnfold.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
-def source_folder(ckpt: dict[str, Any], data: str | Path | None) -> Path | None:
+def source_folder(ckpt: Checkpoint, data: str | Path | None) -> Path | None:
     """``data`` if given, else the checkpoint's ``data_dir`` when that folder still exists."""
     if data is not None:
         return Path(data)
-    recorded = ckpt.get("data_dir")
+    recorded = ckpt.data_dir
     if recorded and Path(recorded).is_dir():
         return Path(recorded)
     return None
 
 
-def candidate_photos(ckpt: dict[str, Any], folder: Path, per_class: int) -> list[tuple[str, Path]]:
+def candidate_photos(ckpt: Checkpoint, folder: Path, per_class: int) -> list[tuple[str, Path]]:
     """Up to ``per_class`` (class, photo) pairs per class: test split first, then any file."""
     picked: list[tuple[str, Path]] = []
-    test = ckpt.get("split", {}).get("test", [])
-    for name in ckpt["class_names"]:
+    test = ckpt.split.get("test", [])
+    for name in ckpt.class_names:
         in_test = [folder / p for p in test if Path(p).parts[:1] == (name,)]
         in_folder = sorted((folder / name).glob("*")) if (folder / name).is_dir() else []
         chosen: list[Path] = []
@@ -45,7 +48,7 @@ def candidate_photos(ckpt: dict[str, Any], folder: Path, per_class: int) -> list
 
 
 def prepare_examples(
-    ckpt: dict[str, Any], dest: str | Path, data: str | Path | None = None, per_class: int = 2
+    ckpt: Checkpoint, dest: str | Path, data: str | Path | None = None, per_class: int = 2
 ) -> list[Path]:
     """Fill ``dest`` with example images and return their paths (may be empty)."""
     dest = Path(dest)
@@ -60,7 +63,7 @@ def prepare_examples(
     if out:
         log.info("%d example photos from %s", len(out), folder)
         return out
-    return synthetic_examples(ckpt["class_names"], dest, per_class)
+    return synthetic_examples(list(ckpt.class_names), dest, per_class)
 
 
 def synthetic_examples(class_names: list[str], dest: Path, per_class: int) -> list[Path]:

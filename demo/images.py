@@ -1,14 +1,11 @@
-"""Decode an uploaded file into an RGB picture, refusing what is not a safe, usable image.
+"""Validate an uploaded file, then decode it the one way training and evaluation do.
 
 An upload is untrusted bytes. Before anything reaches the model this module checks, in order:
-size on disk (empty / over the cap), that PIL recognises one of a few raster formats, the pixel
-count from the header alone (decompression bombs are refused before any pixel is decoded), and
-that the pixel data decodes completely (corrupt or truncated files). Then it normalises what a
-camera or an editor may produce: EXIF orientation, first frame of an animation, transparency
-composited on white, 16-bit and palette/CMYK/grayscale modes converted to 8-bit RGB.
-
-A plain RGB JPEG comes out exactly as :func:`train.transforms.open_image` decodes it (same JPEG
-draft scale), so the demo feeds the model what evaluation fed it.
+size on disk (empty / over the cap), that PIL recognises one of a few raster formats, and the
+pixel count from the header alone (decompression bombs are refused before any pixel is decoded).
+Decoding itself (EXIF orientation, first frame, alpha over white, 16-bit, palette/CMYK/grayscale,
+shrinking early so a large upload costs little memory) is :func:`train.preprocess.decode`; here a
+corrupt or truncated file becomes an :class:`ImageRejected` with a reason.
 """
 
 from __future__ import annotations
@@ -20,21 +17,17 @@ import threading
 import warnings
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from train.transforms import INPUT_SIZE
+from train.preprocess import INPUT_SIZE, decode
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB: a phone photo is 2-8 MiB
 MAX_PIXELS = 50_000_000  # 50 MP: above any phone camera, below PIL's own bomb warning (89 MP)
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")  # JPEG covers MPO; no EPS, PSD, ...
 _ACCEPTED = "JPEG, PNG, GIF, BMP, WebP or TIFF"
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
-_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
-WHITE = (255, 255, 255, 255)
 
 # warnings.catch_warnings swaps a process-wide filter list: two threads interleaving their
-# enter/exit could leave the other's filter behind, so decodes take turns (each is milliseconds).
+# enter/exit could leave the other's filter behind, so header reads take turns (microseconds).
 _WARNINGS_LOCK = threading.Lock()
 
 
@@ -84,28 +77,25 @@ def _check_size(size: int, max_bytes: int) -> None:
 def decode_image(
     data: bytes, *, max_pixels: int = MAX_PIXELS, size: tuple[int, int] = INPUT_SIZE
 ) -> Image.Image:
-    """Untrusted image bytes → an 8-bit RGB PIL image; :class:`ImageRejected` if unusable.
+    """Untrusted image bytes → a small 8-bit RGB PIL image; :class:`ImageRejected` if unusable.
 
-    ``size`` (height, width) is the model input size: JPEGs decode at the smallest draft scale
-    that keeps at least twice it, as training does.
+    The header is checked here (format, pixel count); decoding is :func:`train.preprocess.decode`,
+    the path training and evaluation take, for the model input ``size`` (height, width).
     """
     if not data:
         raise ImageRejected("the file is empty (0 bytes): send a photo")
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _open(data, max_pixels)
-        try:
-            image.seek(0)  # animations: the first frame
-            image.draft("RGB", (size[1] * 2, size[0] * 2))  # as train.transforms.open_image
-            image.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise _bomb(image.width * image.height, max_pixels) from e
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
-            raise ImageRejected(
-                f"the {image.format} file is corrupt or truncated ({_first_line(e)}): send the "
-                "complete file"
-            ) from e
-    return to_rgb(_upright(image))
+    try:
+        return decode(image, size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _bomb(image.width * image.height, max_pixels) from e
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
+        raise ImageRejected(
+            f"the {image.format} file is corrupt or truncated ({_first_line(e)}): send the "
+            "complete file"
+        ) from e
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -135,46 +125,6 @@ def _bomb(pixels: int, max_pixels: int) -> ImageRejected:
         f"the image has {pixels / 1e6:.0f} megapixels, over the {max_pixels / 1e6:.0f} MP limit "
         "(decompression-bomb guard): send a smaller photo"
     )
-
-
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation, as a viewer would show the photo; a broken tag is ignored."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
-        return image
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any decoded PIL image as 8-bit RGB: alpha over white, 16-bit scaled (not clipped)."""
-    mode = image.mode
-    if mode in _SIXTEEN_BIT or mode == "I":
-        image = _gray16_to_l(image)
-    elif mode == "F":
-        image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L")
-    elif mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    elif mode == "1":
-        image = image.convert("L")
-    if image.mode in _ALPHA:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba)
-    try:
-        return image.convert("RGB")
-    except ValueError as e:
-        raise ImageRejected(f"the image's colour mode {mode} is not supported: send RGB") from e
-
-
-def _gray16_to_l(image: Image.Image) -> Image.Image:
-    """16-bit (or 32-bit integer) grayscale → 8-bit, scaling 0..65535 onto 0..255.
-
-    PIL's own convert clips every value above 255 to white, which would turn a 16-bit photo
-    into a white sheet. A 32-bit image whose values all fit in 8 bits is kept as is.
-    """
-    values = np.asarray(image).astype(np.int64)
-    if image.mode in _SIXTEEN_BIT or values.max(initial=0) > 255:
-        values = np.round(values.clip(0, 65535) / 257.0)
-    return Image.fromarray(values.clip(0, 255).astype(np.uint8), "L")
 
 
 def load_upload(

@@ -1,7 +1,7 @@
 """The demo's two questions, asked of every runtime: what is this note, and how fast is each.
 
 Plain functions over a :class:`demo.runtimes.RuntimeSet` and a PIL image; the Gradio layer only
-formats what they return. Preprocessing is :mod:`train.transforms`, the one evaluation uses.
+formats what they return. Preprocessing is :mod:`train.preprocess`, the one evaluation uses.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from PIL import Image
 
 from demo.runtimes import ModelFacts, RuntimeSet, Unavailable, Variant
 from demo.timing import percentiles_ms, time_calls
-from train.transforms import normalize, to_uint8_tensor
+from train import preprocess
+from train.preprocess import normalize
 
 DEFAULT_RUNS = 20
 DEFAULT_WARMUP = 3
@@ -61,8 +62,7 @@ class Throughput:
 
 def model_input(image: Image.Image, runtimes: RuntimeSet) -> np.ndarray:
     """An RGB image as the 1×3×H×W float32 batch every runtime takes."""
-    pixels = to_uint8_tensor(image, runtimes.input_size).unsqueeze(0)
-    return normalize(pixels, runtimes.mean, runtimes.std).numpy()
+    return preprocess.model_input(image, runtimes.checkpoint).numpy()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

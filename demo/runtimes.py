@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bnfold.checkpoint import Checkpoint, load_checkpoint
 from export.runtimes import CPU as ORT_CPU
 from export.runtimes import CUDA as ORT_CUDA
 from export.runtimes import (
@@ -38,7 +39,6 @@ from export.runtimes import (
     ort_cuda_reason,
     torch_cuda_unavailable,
 )
-from train.checkpoint import build_from_checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Runtime:
 class RuntimeSet:
     """Everything the demo runs, loaded once: the runtimes, the reference, the two networks."""
 
-    checkpoint: dict[str, Any]
+    checkpoint: Checkpoint
     unfolded: nn.Module  # CPU, float32, eval mode
     folded: nn.Module
     fold_report: Any  # bnfold.FoldReport
@@ -126,20 +126,19 @@ class RuntimeSet:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.checkpoint["class_names"])
+        return list(self.checkpoint.class_names)
 
     @property
     def input_size(self) -> tuple[int, int]:
-        height, width = self.checkpoint["input_size"]
-        return int(height), int(width)
+        return self.checkpoint.input_size
 
     @property
     def mean(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self.checkpoint["mean"])
+        return self.checkpoint.mean
 
     @property
     def std(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self.checkpoint["std"])
+        return self.checkpoint.std
 
     def reference(self, batch: np.ndarray) -> np.ndarray:
         """float64 logits of the unfolded network: the yardstick for every variant."""
@@ -174,8 +173,8 @@ def load_runtimes(
     if unknown:
         raise ValueError(f"unknown device(s) {unknown}: choose from {', '.join(DEVICES)}")
     ckpt = load_checkpoint(checkpoint)
-    unfolded = build_from_checkpoint(ckpt)
-    height, width = (int(v) for v in ckpt["input_size"])
+    unfolded = ckpt.build_model(allow_folded=False)
+    height, width = ckpt.input_size
     example = torch.zeros(1, 3, height, width)
     result = bnfold.fold(unfolded, example)
     folded = result.model.eval()

@@ -130,11 +130,11 @@ def speedup_markdown(points: list[Throughput]) -> str:
 
 def header_markdown(runtimes: RuntimeSet) -> str:
     ckpt = runtimes.checkpoint
-    test_acc = ckpt.get("metrics", {}).get("test_acc")
+    test_acc = ckpt.metrics.get("test_acc")
     acc = f", test accuracy {100 * test_acc:.1f}%" if isinstance(test_acc, float) else ""
     return (
-        f"Model: **{ckpt['arch']}**, classes {', '.join(runtimes.class_names)}, trained on "
-        f"`{ckpt['data']}`{acc}. Input {runtimes.input_size[0]}×{runtimes.input_size[1]}, "
+        f"Model: **{ckpt.arch}**, classes {', '.join(runtimes.class_names)}, trained on "
+        f"`{ckpt.data}`{acc}. Input {runtimes.input_size[0]}×{runtimes.input_size[1]}, "
         f"normalised with the training mean/std. **{len(runtimes.available)} of 8** variants "
         "run here."
     )

@@ -77,8 +77,8 @@ def main(args: argparse.Namespace) -> int:
     """Run the export (or verification); print the parity table; return the exit code."""
     import logging
 
+    from bnfold.checkpoint import CheckpointError
     from export.errors import ExportError
-    from train.checkpoint import CheckpointError
     from train.cli import setup_logging
     from train.imagefolder import DataError
 

@@ -1,7 +1,8 @@
 """The inputs a parity run feeds every variant: real held-out images and random batches.
 
 Real images are the checkpoint's recorded valid and test split, decoded and normalised exactly as
-evaluation did (:mod:`train.transforms`), so parity is proven on the data the model was judged on.
+evaluation did (:mod:`train.preprocess`, the checkpoint's mean/std), so parity is proven on the
+data the model was judged on.
 Only those images are decoded, not the training split. Random batches of 1, 7 and 64 add inputs
 off the data manifold and exercise the dynamic batch axis with odd and large sizes.
 """
@@ -11,12 +12,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from export.errors import ExportError
+
+if TYPE_CHECKING:
+    from bnfold.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ class ParityInput:
     images: Tensor
 
 
-def data_inputs(ckpt: dict[str, Any], data: str | None = None) -> list[ParityInput]:
+def data_inputs(ckpt: Checkpoint, data: str | None = None) -> list[ParityInput]:
     """The checkpoint's valid and test images, from ``data`` or the folder it was trained on.
 
     An explicit ``data`` folder that cannot supply them is an error; a recorded folder that is
@@ -40,9 +44,9 @@ def data_inputs(ckpt: dict[str, Any], data: str | None = None) -> list[ParityInp
     """
     from train.dataset import load_images, subset
     from train.imagefolder import DataError, scan_image_folder
-    from train.transforms import normalize
+    from train.preprocess import normalize
 
-    folder = data if data is not None else ckpt.get("data_dir")
+    folder = data if data is not None else ckpt.data_dir
     if folder is None or not Path(folder).is_dir():
         if data is not None:
             raise ExportError(f"--data folder not found: {data}")
@@ -52,17 +56,18 @@ def data_inputs(ckpt: dict[str, Any], data: str | None = None) -> list[ParityInp
             folder,
         )
         return []
-    wanted = {name: list(ckpt["split"].get(name, [])) for name in DATA_SPLITS}
+    wanted = {name: list(ckpt.split.get(name, [])) for name in DATA_SPLITS}
     try:
         files = scan_image_folder(folder)
-        images = load_images(files, [p for paths in wanted.values() for p in paths], desc="decode")
+        paths = [p for paths in wanted.values() for p in paths]
+        images = load_images(files, paths, size=ckpt.input_size, desc="decode")
     except DataError as e:
         raise ExportError(f"cannot read the checkpoint's valid/test images: {e}") from e
     out = []
     for name, paths in wanted.items():
         if not paths:
             continue
-        batch = normalize(subset(images, paths).images, tuple(ckpt["mean"]), tuple(ckpt["std"]))
+        batch = normalize(subset(images, paths).images, ckpt.mean, ckpt.std)
         out.append(ParityInput(f"{name} images", batch))
     log.info("parity data: %s from %s", ", ".join(f"{len(i.images)} {i.name}" for i in out), folder)
     return out

@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
+
+if TYPE_CHECKING:
+    from bnfold.checkpoint import Checkpoint
 
 CLASS_NAMES = "class_names"
 MEAN = "mean"
@@ -39,7 +42,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def build_metadata(
-    ckpt: dict[str, Any],
+    ckpt: Checkpoint,
     *,
     checkpoint_sha256: str,
     fold_report: dict[str, Any],
@@ -50,11 +53,11 @@ def build_metadata(
     import torch
 
     return {
-        ARCH: str(ckpt["arch"]),
-        CLASS_NAMES: json.dumps(list(ckpt["class_names"])),
-        MEAN: json.dumps([float(v) for v in ckpt["mean"]]),
-        STD: json.dumps([float(v) for v in ckpt["std"]]),
-        INPUT_SIZE: json.dumps([int(v) for v in ckpt["input_size"]]),
+        ARCH: str(ckpt.arch),
+        CLASS_NAMES: json.dumps(list(ckpt.class_names)),
+        MEAN: json.dumps([float(v) for v in ckpt.mean]),
+        STD: json.dumps([float(v) for v in ckpt.std]),
+        INPUT_SIZE: json.dumps([int(v) for v in ckpt.input_size]),
         CHECKPOINT_SHA256: checkpoint_sha256,
         FOLD_REPORT: json.dumps(fold_report),
         FOLDED: json.dumps(folded),

@@ -10,13 +10,16 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from export.errors import ExportError
 from export.onnx_writer import DEFAULT_OPSET
 from export.triton import DEFAULT_MAX_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from bnfold.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class _Source:
 
     path: Path
     sha256: str
-    ckpt: dict[str, Any]
+    ckpt: Checkpoint
     unfolded: Any  # nn.Module, eval mode
     folded: Any  # nn.Module, eval mode
     fold_report: dict[str, Any]
@@ -61,7 +64,7 @@ class _Source:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return (int(self.ckpt["input_size"][0]), int(self.ckpt["input_size"][1]))
+        return self.ckpt.input_size
 
 
 def onnx_paths(out: str | Path, checkpoint: str | Path) -> dict[str, Path]:
@@ -75,26 +78,26 @@ def _load_source(checkpoint: str | Path) -> _Source:
 
     import bnfold
     from bnfold.bn_stats import is_batchnorm
+    from bnfold.checkpoint import load_checkpoint
     from export.metadata import sha256_file
-    from train.checkpoint import build_from_checkpoint, load_checkpoint
 
     path = Path(checkpoint)
     ckpt = load_checkpoint(path)
-    if ckpt.get("folded"):
+    if ckpt.folded:
         raise ExportError(
             f"{path} holds an already folded model (written by python -m bnfold): export needs "
             "the training checkpoint it came from, for the unfolded file and the reference"
         )
     sha256 = sha256_file(path)
-    model = build_from_checkpoint(ckpt)
-    size = (int(ckpt["input_size"][0]), int(ckpt["input_size"][1]))
+    model = ckpt.build_model(allow_folded=False)
+    size = ckpt.input_size
     result = bnfold.fold(model, torch.zeros(2, 3, *size))
     folded = result.model.eval()
     num_bn = sum(is_batchnorm(m) for m in model.modules())
     log.info(
         "checkpoint %s (%s, sha256 %s…): %d/%d BatchNorms folded",
         path,
-        ckpt["arch"],
+        ckpt.arch,
         sha256[:12],
         result.report.num_folded,
         num_bn,
@@ -169,7 +172,7 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
         written += write_repository(
             cfg.triton_repo,
             {f"{stem}_{kind}": path for kind, path in files.items()},
-            list(source.ckpt["class_names"]),
+            list(source.ckpt.class_names),
             max_batch_size=cfg.triton_max_batch_size,
             cpu_only=cfg.triton_cpu_only,
         )

@@ -44,7 +44,7 @@ class DemoArtifacts:
 
     def test_photos(self) -> list[tuple[str, Path]]:
         """(class, path) of every photo of the checkpoint's held-out test split."""
-        return [(p.split("/")[0], self.data_dir / p) for p in self.ckpt["split"]["test"]]
+        return [(p.split("/")[0], self.data_dir / p) for p in self.ckpt.split["test"]]
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,9 @@ def _real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_artifacts(tmp_path_factory: pytest.TempPathFactory) -> DemoArtifacts:
     """Train (real photos, course defaults) and export with the real CLIs, once per session."""
+    from bnfold.checkpoint import load_checkpoint
     from export.__main__ import get_args_parser as export_parser
     from export.__main__ import main as export_main
-    from train.checkpoint import load_checkpoint
     from train.trainer import TrainConfig, fit
 
     data_dir = _real_data_dir()

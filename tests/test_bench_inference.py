@@ -275,14 +275,14 @@ def test_list_variants_and_unknown_names(capsys, checkpoint, tmp_path):
 
 
 def test_onnx_files_of_another_checkpoint_are_refused(checkpoint, tmp_path, capsys):
+    from bnfold.checkpoint import load_checkpoint, save_checkpoint
     from export.pipeline import ExportConfig, export_checkpoint
-    from train.checkpoint import load_checkpoint, save_checkpoint
 
     onnx_dir = tmp_path / "onnx"
     export_checkpoint(ExportConfig(checkpoint=str(checkpoint), out=str(onnx_dir)))
     other = tmp_path / checkpoint.name  # same stem, different bytes
     ckpt = load_checkpoint(checkpoint)
-    ckpt["metrics"] = {**ckpt["metrics"], "note": "another run"}
+    ckpt = ckpt.replace(metrics={**ckpt.metrics, "note": "another run"})
     save_checkpoint(ckpt, other)
     code = _run("--checkpoint", str(other), "--onnx-dir", str(onnx_dir), "--out", str(tmp_path))
     assert code == 2

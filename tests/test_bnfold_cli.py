@@ -15,12 +15,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from factories import build_conv_bn
 from torch import nn
 
 import bnfold.onnx_fold
 import bnfold.torch_fold
 from bnfold.atomic import atomic_path, atomic_write_bytes
-from bnfold.checkpoint import CheckpointError, load_model, save_folded
+from bnfold.checkpoint import CheckpointError, load_model, save_checkpoint
 from bnfold.cli import get_args_parser, main
 from bnfold.report import FoldReport
 
@@ -28,9 +29,11 @@ TESTS = Path(__file__).parent
 REPO = TESTS.parent
 FP32_TOL = {"atol": 1e-5, "rtol": 1e-4}
 INPUT_SIZE = [8, 8]
+TESTS_FACTORY = "factories:build_conv_bn"  # allowed explicitly, as a user would with a flag
 
 
 def cli(*argv: str) -> int:
+    argv = (*argv, "--allow-factory", TESTS_FACTORY)
     return main(get_args_parser().parse_args([str(a) for a in argv]))
 
 
@@ -49,7 +52,7 @@ def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 def tests_factory(monkeypatch) -> str:
     """The factory path of tests/factories.py, importable however pytest was started."""
     monkeypatch.syspath_prepend(str(TESTS))
-    return "factories:build_conv_bn"
+    return TESTS_FACTORY
 
 
 def write_checkpoint(path: Path, factory: str, kwargs: dict, input_size=INPUT_SIZE) -> nn.Module:
@@ -164,8 +167,8 @@ def test_checkpoint_is_folded_into_a_loadable_checkpoint(source, tmp_path, capsy
     assert saved["fold_report"]["num_folded"] == n_bn
     assert saved["model"] == {"factory": factory, "kwargs": kwargs}
     assert not any("running_mean" in k for k in saved["state_dict"])
-    folded, ckpt = load_model(out)
-    assert ckpt["class_names"] == ["1", "100"]
+    folded, ckpt = load_model(out, [TESTS_FACTORY])
+    assert ckpt.class_names == ("1", "100") and ckpt.folded
     x = torch.randn(3, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(folded(x), original(x), **FP32_TOL)
@@ -179,8 +182,8 @@ def test_checkpoint_is_folded_into_a_loadable_checkpoint(source, tmp_path, capsy
 
 def test_load_model_rebuilds_an_unfolded_checkpoint_exactly(tmp_path, tests_factory):
     original = write_checkpoint(tmp_path / "ckpt.pt", tests_factory, {"channels": 3})
-    model, ckpt = load_model(tmp_path / "ckpt.pt")
-    assert not model.training and ckpt["format_version"] == 1
+    model, ckpt = load_model(tmp_path / "ckpt.pt", [TESTS_FACTORY])
+    assert not model.training and ckpt.epoch == 1 and not ckpt.folded
     for key, value in original.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, atol=0, rtol=0)
 
@@ -200,11 +203,37 @@ def test_checkpoint_check_mismatch_exits_1(tmp_path, monkeypatch, tests_factory,
     assert "check: MISMATCH" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_check_of_a_non_finite_checkpoint_is_a_mismatch(tmp_path, tests_factory, capsys, value):
+    """Hole 2 of issue 10: --check certified a NaN model because NaN == NaN counted as equal."""
+    write_checkpoint(tmp_path / "ckpt.pt", tests_factory, {"channels": 4})
+    raw = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    raw["state_dict"] = {
+        k: torch.full_like(v, value) if v.is_floating_point() else v
+        for k, v in raw["state_dict"].items()
+    }
+    torch.save(raw, tmp_path / "ckpt.pt")
+    assert cli(tmp_path / "ckpt.pt", "-o", tmp_path / "out.pt", "--check") == 1
+    assert "check: MISMATCH" in capsys.readouterr().out
+
+
+def test_onnx_check_of_a_non_finite_model_is_a_mismatch(tmp_path, capsys):
+    source = write_onnx(tmp_path / "m.onnx")
+    for init in source.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and init.name.endswith("weight"):
+            array = onnx.numpy_helper.to_array(init).copy()
+            array[...] = np.nan
+            init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
+    onnx.save(source, tmp_path / "nan.onnx")
+    assert cli(tmp_path / "nan.onnx", "-o", tmp_path / "out.onnx", "--check") == 1
+    assert "check: MISMATCH" in capsys.readouterr().out
+
+
 def test_save_folded_is_atomic_and_keeps_the_old_file_on_failure(
     tmp_path, monkeypatch, tests_factory
 ):
     write_checkpoint(tmp_path / "ckpt.pt", tests_factory, {"channels": 2})
-    model, ckpt = load_model(tmp_path / "ckpt.pt")
+    model, ckpt = load_model(tmp_path / "ckpt.pt", {TESTS_FACTORY: build_conv_bn})
     out = tmp_path / "folded.pt"
     out.write_bytes(b"previous")
 
@@ -214,7 +243,7 @@ def test_save_folded_is_atomic_and_keeps_the_old_file_on_failure(
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
-        save_folded(ckpt, model, FoldReport(), out)
+        save_checkpoint(ckpt.folded_twin(model, FoldReport()), out)
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "folded.pt"]
 
@@ -298,7 +327,7 @@ BAD_INPUTS = {
     _garbage_with_pt_suffix: "is not a PyTorch checkpoint",
     _pickled_code: "refused by torch.load(weights_only=True)",
     _unknown_arch: "unknown arch 'resnet-9000'",
-    _missing_factory_module: "cannot import 'no_such_package.models'",
+    _missing_factory_module: "'no_such_package.models:build' is not on the allow-list",
     _no_format_version: "no format_version",
     _wrong_state_dict: "state_dict does not fit",
 }
@@ -315,6 +344,68 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(make, tmp_path, tests_factor
     assert len(lines) == 1 and lines[0].startswith("bnfold: error: ")
     assert BAD_INPUTS[make] in lines[0]
     assert not out.exists()
+
+
+def _shell_factory_checkpoint(path: Path, marker: Path) -> None:
+    """A valid weights-only checkpoint whose factory would run ``touch MARKER`` in a shell."""
+    from factories import checkpoint_dict
+
+    raw = checkpoint_dict(model={"factory": "os:system", "kwargs": {"command": f"touch {marker}"}})
+    torch.save(raw, path)
+
+
+def test_a_factory_off_the_allow_list_is_refused_and_never_run(tmp_path, capsys):
+    """Hole 1 of issue 10: a checkpoint naming os:system ran a shell command under bnfold."""
+    marker = tmp_path / "pwned"
+    _shell_factory_checkpoint(tmp_path / "evil.pt", marker)
+    assert cli(tmp_path / "evil.pt", "-o", tmp_path / "out.pt", "--check") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'os:system' is not on the allow-list" in err[0]
+    assert not marker.exists(), "the shell command ran"
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_refused_factory_module_is_not_even_imported(tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_factory_module.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\ndef build():\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "evil.pt"
+    from factories import checkpoint_dict
+
+    torch.save(checkpoint_dict(model={"factory": "evil_factory_module:build", "kwargs": {}}), path)
+    with pytest.raises(CheckpointError, match="not on the allow-list") as e:
+        load_model(path)
+    assert "\n" not in str(e.value)
+    assert not marker.exists() and "evil_factory_module" not in sys.modules
+
+
+def test_an_allowed_factory_that_cannot_be_imported_says_so(tmp_path, tests_factory):
+    path = tmp_path / "ckpt.pt"
+    write_checkpoint(path, tests_factory, {"channels": 2})
+    raw = torch.load(path, weights_only=True)
+    raw["model"]["factory"] = "no_such_package.models:build"
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match=r"cannot import 'no_such_package\.models'"):
+        load_model(path, ["no_such_package.models:build"])
+
+
+@pytest.mark.slow  # a fresh interpreter that imports torch: ~3-5 s
+def test_python_m_bnfold_refuses_a_shell_factory_with_exit_2(tmp_path):
+    marker = tmp_path / "pwned"
+    _shell_factory_checkpoint(tmp_path / "evil.pt", marker)
+    result = subprocess.run(
+        [sys.executable, "-m", "bnfold", tmp_path / "evil.pt", "-o", tmp_path / "out.pt"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "not on the allow-list" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
 
 
 def test_output_format_must_match_input(tmp_path, tests_factory, capsys):

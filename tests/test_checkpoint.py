@@ -1,4 +1,5 @@
-"""Protects the checkpoint format: weights-only loadable, validated, and written atomically."""
+"""Protects the checkpoint record (bnfold.checkpoint): weights-only loadable, validated, typed,
+written atomically, and never running code a file names."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import checkpoint_dict
 
-from train.atomic import atomic_open, atomic_path
-from train.checkpoint import (
-    FACTORY,
+from bnfold.checkpoint import (
     FORMAT_VERSION,
     REQUIRED_KEYS,
+    TRAIN_FACTORY,
+    Checkpoint,
     CheckpointError,
-    build_from_checkpoint,
+    ModelSpec,
     load_checkpoint,
-    model_spec,
     save_checkpoint,
-    validate,
 )
-from train.models import build_model
+from train.atomic import atomic_open, atomic_path
+from train.models import build_model, model_spec
 
 CODE_RAN: list[str] = []
 
@@ -44,24 +45,8 @@ class Exploit:
         return (_record, ("exploit ran",))
 
 
-def _checkpoint(arch: str = "bn-lenet", seed: int = 0) -> dict:
-    torch.manual_seed(seed)
-    model = build_model(arch, 2)
-    return {
-        "format_version": FORMAT_VERSION,
-        "arch": arch,
-        "model": model_spec(arch, 2),
-        "class_names": ["1", "100"],
-        "input_size": [32, 32],
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "folded": False,
-        "state_dict": model.state_dict(),
-        "metrics": {"history": [], "step_losses": [], "test_acc": None},
-        "split": {"train": ["1/a.jpg"], "valid": ["1/b.jpg"], "test": ["1/c.jpg"]},
-        "data": "synthetic",
-        "args": {"seed": seed},
-    }
+def _checkpoint(arch: str = "bn-lenet", seed: int = 0, **entries) -> Checkpoint:
+    return Checkpoint.from_dict(checkpoint_dict(arch, seed, **entries))
 
 
 def _one_line(error: pytest.ExceptionInfo, path: Path) -> str:
@@ -73,28 +58,39 @@ def _one_line(error: pytest.ExceptionInfo, path: Path) -> str:
 
 
 @pytest.mark.parametrize("arch", ["lenet", "bn-lenet"])
-def test_round_trip_is_weights_only_and_rebuilds_the_model(tmp_path, arch):
+def test_round_trip_is_weights_only_typed_and_rebuilds_the_model(tmp_path, arch):
     path = tmp_path / "model.pt"
-    ckpt = _checkpoint(arch)
-    save_checkpoint(ckpt, path)
-    raw = torch.load(path, weights_only=True)
-    assert set(raw) == set(ckpt)
+    raw = checkpoint_dict(arch, ood={"kind": "energy", "threshold": 1.5})
+    save_checkpoint(Checkpoint.from_dict(raw), path)
+    on_disk = torch.load(path, weights_only=True)
+    assert set(on_disk) == set(raw) | {"epoch"}  # the record fills in defaults
     loaded = load_checkpoint(path)
-    assert loaded["model"] == {"factory": FACTORY, "kwargs": {"arch": arch, "num_classes": 2}}
-    for key, value in ckpt["state_dict"].items():
-        assert torch.equal(loaded["state_dict"][key], value)
-    model = build_from_checkpoint(loaded)
+    assert loaded.model == ModelSpec(TRAIN_FACTORY, {"arch": arch, "num_classes": 2})
+    assert loaded.class_names == ("1", "100") and loaded.input_size == (32, 32)
+    assert loaded.mean == (0.485, 0.456, 0.406) and loaded.std == (0.229, 0.224, 0.225)
+    assert loaded.ood == {"kind": "energy", "threshold": 1.5}, "ood is carried unchanged"
+    for key, value in raw["state_dict"].items():
+        assert torch.equal(loaded.state_dict[key], value)
+    model = loaded.build_model()
     assert not model.training
     x = torch.randn(2, 3, 32, 32)
     reference = build_model(arch, 2)
-    reference.load_state_dict(ckpt["state_dict"])
+    reference.load_state_dict(raw["state_dict"])
     torch.testing.assert_close(model(x), reference.eval()(x), atol=0, rtol=0)
 
 
+def test_the_record_is_frozen_and_replace_copies():
+    ckpt = _checkpoint()
+    with pytest.raises(AttributeError):
+        ckpt.epoch = 3
+    assert ckpt.replace(epoch=3).epoch == 3 and ckpt.epoch == 0
+    assert ckpt.ood is None and "ood" not in ckpt.to_dict(), "absent stays absent on disk"
+
+
 def test_the_factory_named_in_the_checkpoint_rebuilds_the_network():
-    module_name, function = FACTORY.split(":")
+    module_name, function = TRAIN_FACTORY.split(":")
     factory = getattr(__import__(module_name, fromlist=[function]), function)
-    model = factory(**model_spec("bn-lenet", 3)["kwargs"])
+    model = factory(**model_spec("bn-lenet", 3).kwargs)
     assert model.fc3.out_features == 3
     assert model.batch_norm
 
@@ -136,9 +132,7 @@ def test_not_a_checkpoint(tmp_path, content):
 @pytest.mark.parametrize("payload", [Payload, Exploit])
 def test_pickled_code_is_refused_and_never_run(tmp_path, payload):
     path = tmp_path / "model.pt"
-    ckpt = _checkpoint()
-    ckpt["extra"] = payload()
-    torch.save(ckpt, path)
+    torch.save(checkpoint_dict(extra=payload()), path)
     CODE_RAN.clear()
     with pytest.raises(CheckpointError, match="weights_only=True") as e:
         load_checkpoint(path)
@@ -150,7 +144,7 @@ def test_pickled_code_is_refused_and_never_run(tmp_path, payload):
 @pytest.mark.parametrize("version", [0, 2, "1", None])
 def test_wrong_format_version(tmp_path, version):
     path = tmp_path / "model.pt"
-    save_checkpoint({**_checkpoint(), "format_version": version}, path)
+    torch.save(checkpoint_dict(format_version=version), path)
     with pytest.raises(CheckpointError, match="format_version") as e:
         load_checkpoint(path)
     _one_line(e, path)
@@ -168,30 +162,57 @@ def test_not_an_rmb_checkpoint(tmp_path, obj):
 @pytest.mark.parametrize("key", REQUIRED_KEYS[1:])
 def test_missing_key(tmp_path, key):
     path = tmp_path / "model.pt"
-    ckpt = _checkpoint()
-    del ckpt[key]
-    save_checkpoint(ckpt, path)
+    raw = checkpoint_dict()
+    del raw[key]
+    torch.save(raw, path)
     with pytest.raises(CheckpointError, match=f"lacks key.*{key}") as e:
         load_checkpoint(path)
     _one_line(e, path)
 
 
+BAD_ENTRIES = {
+    "unknown key": ({"learning_rate": 0.1}, "unknown key"),
+    "class names": ({"class_names": "1,100"}, "class_names"),
+    "input size": ({"input_size": [32]}, "input_size"),
+    "negative size": ({"input_size": [32, -1]}, "input_size"),
+    "mean length": ({"mean": [0.5]}, "'mean'"),
+    "nan std": ({"std": [0.2, float("nan"), 0.2]}, "'std'"),
+    "zero std": ({"std": [0.2, 0.0, 0.2]}, "positive"),
+    "state dict": ({"state_dict": {"w": [1.0]}}, "state_dict"),
+    "model spec": ({"model": "train.models:build_model"}, "'model' entry"),
+    "factory": ({"model": {"factory": "build_model", "kwargs": {}}}, "module:function"),
+    "folded": ({"folded": "yes"}, "folded"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ENTRIES))
+def test_malformed_entries_are_one_line_errors(tmp_path, name):
+    entries, reason = BAD_ENTRIES[name]
+    path = tmp_path / "model.pt"
+    torch.save(checkpoint_dict(**entries), path)
+    with pytest.raises(CheckpointError, match=reason) as e:
+        load_checkpoint(path)
+    _one_line(e, path)
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "LeNet", ""])
-def test_unknown_arch(arch):
+def test_unknown_arch_is_refused_when_building(arch):
+    ckpt = _checkpoint()
+    ckpt = ckpt.replace(model=ModelSpec(TRAIN_FACTORY, {"arch": arch, "num_classes": 2}))
     with pytest.raises(CheckpointError, match="unknown arch"):
-        validate({**_checkpoint(), "arch": arch})
+        ckpt.build_model()
 
 
 def test_a_folded_checkpoint_is_not_rebuilt_as_unfolded():
     with pytest.raises(CheckpointError, match="folded"):
-        build_from_checkpoint({**_checkpoint(), "folded": True})
+        _checkpoint(folded=True).build_model(allow_folded=False)
 
 
 def test_load_maps_to_the_requested_device(tmp_path):
     path = tmp_path / "model.pt"
     save_checkpoint(_checkpoint(), path)
     loaded = load_checkpoint(path, map_location=torch.device("cpu"))
-    assert all(t.device.type == "cpu" for t in loaded["state_dict"].values())
+    assert all(t.device.type == "cpu" for t in loaded.state_dict.values())
 
 
 def _leftovers(folder: Path, name: str) -> list[str]:
@@ -214,20 +235,25 @@ def test_a_crash_mid_save_keeps_the_previous_file(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert _leftovers(tmp_path, "model.pt") == []
     assert torch.equal(
-        load_checkpoint(path)["state_dict"]["fc1.weight"],
-        _checkpoint(seed=0)["state_dict"]["fc1.weight"],
+        load_checkpoint(path).state_dict["fc1.weight"],
+        _checkpoint(seed=0).state_dict["fc1.weight"],
     )
 
 
 def test_save_replaces_the_file_and_leaves_no_temp(tmp_path):
-    path = tmp_path / "nested" / "model.pt"  # missing parents are created
+    path = tmp_path / "model.pt"
     save_checkpoint(_checkpoint(seed=0), path)
     save_checkpoint(_checkpoint(seed=1), path)
     assert torch.equal(
-        load_checkpoint(path)["state_dict"]["fc1.weight"],
-        _checkpoint(seed=1)["state_dict"]["fc1.weight"],
+        load_checkpoint(path).state_dict["fc1.weight"],
+        _checkpoint(seed=1).state_dict["fc1.weight"],
     )
     assert _leftovers(path.parent, "model.pt") == []
+
+
+def test_format_version_is_the_one_written(tmp_path):
+    save_checkpoint(_checkpoint(), tmp_path / "model.pt")
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["format_version"] == FORMAT_VERSION
 
 
 def test_atomic_files_get_the_usual_permissions(tmp_path):

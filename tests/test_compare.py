@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from train.checkpoint import load_checkpoint
+from bnfold.checkpoint import load_checkpoint
 from train.compare import RUNS, get_args_parser, largest_spike, main, to_markdown
 
 
@@ -63,8 +63,8 @@ def test_compare_writes_json_markdown_png_and_three_checkpoints(
     assert list(runs) == [label for label, _, _ in RUNS]
     for label, arch, init in RUNS:
         ckpt = load_checkpoint(out / f"{arch}-{init}.pt")
-        assert (ckpt["arch"], ckpt["args"]["init"], ckpt["args"]["epochs"]) == (arch, init, 2)
-        metrics = ckpt["metrics"]
+        assert (ckpt.arch, ckpt.args["init"], ckpt.args["epochs"]) == (arch, init, 2)
+        metrics = ckpt.metrics
         assert runs[label] == {
             "arch": arch,
             "init": init,
@@ -73,7 +73,7 @@ def test_compare_writes_json_markdown_png_and_three_checkpoints(
             "largest_loss_spike": largest_spike(metrics["step_losses"]),
         }
     # Same seed, same split: the three runs differ only in model and init.
-    splits = [load_checkpoint(out / f"{a}-{i}.pt")["split"] for _, a, i in RUNS]
+    splits = [load_checkpoint(out / f"{a}-{i}.pt").split for _, a, i in RUNS]
     assert splits[0] == splits[1] == splits[2]
     markdown = (out / "compare.md").read_text()
     assert markdown == to_markdown(runs)

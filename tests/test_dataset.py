@@ -10,7 +10,7 @@ from PIL import Image
 
 from train.dataset import ImageSet, load_images, subset
 from train.imagefolder import DataError, scan_image_folder
-from train.transforms import open_image, to_uint8_tensor
+from train.preprocess import open_image, to_uint8_tensor
 
 
 def _load(root, **kwargs) -> ImageSet:

@@ -1,7 +1,7 @@
 """demo.images: each kind of upload becomes the RGB picture a viewer would show, or a refusal.
 
 References: PIL's own decoders and conversions, the exact compositing formula, and
-``train.transforms.open_image`` for real photos (what evaluation fed the model).
+``train.preprocess.open_image`` for real photos (what evaluation fed the model).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from demo.images import (
     decode_image,
     load_upload,
     read_upload,
-    to_rgb,
 )
-from train.transforms import open_image
+from train.preprocess import open_image, to_rgb
 
 pytest_plugins = ["demo_fixtures"]
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from bnfold.checkpoint import save_checkpoint
 from demo import folding, plots
 from demo.artifacts import ArtifactError, find_artifacts, onnx_paths
 from demo.examples import prepare_examples
@@ -27,8 +28,7 @@ from demo.runtimes import (
 )
 from demo.timing import percentiles_ms, time_calls
 from export.runtimes import ORT_GPU_HINT, ort_cuda_reason, torch_cuda_unavailable
-from train.checkpoint import build_from_checkpoint
-from train.transforms import normalize, open_image, to_uint8_tensor
+from train.preprocess import normalize, open_image, to_uint8_tensor
 
 pytest_plugins = ["demo_fixtures"]
 pytestmark = pytest.mark.realdata
@@ -45,7 +45,7 @@ def photo_batch(demo_artifacts):
     """Eight held-out photos as evaluation preprocesses them, float32 N×3×32×32."""
     photos = [path for _, path in demo_artifacts.test_photos()][::2][:8]
     pixels = torch.stack([to_uint8_tensor(open_image(p)) for p in photos])
-    return normalize(pixels).numpy()
+    return normalize(pixels, demo_artifacts.ckpt.mean, demo_artifacts.ckpt.std).numpy()
 
 
 def by_name(runtimes):
@@ -88,7 +88,7 @@ def test_devices_not_asked_for_are_listed_as_not_loaded(demo_artifacts):
 
 
 def test_the_reference_is_the_checkpoint_in_float64(runtimes, demo_artifacts, photo_batch):
-    model = build_from_checkpoint(demo_artifacts.ckpt).double()
+    model = demo_artifacts.ckpt.build_model(allow_folded=False).double()
     with torch.no_grad():
         expected = model(torch.from_numpy(photo_batch).double()).numpy()
     np.testing.assert_array_equal(runtimes.reference(photo_batch), expected)
@@ -191,7 +191,8 @@ def test_percentiles_are_numpys_in_milliseconds():
 
 def test_model_input_is_evaluations_preprocessing(runtimes, demo_artifacts):
     _, path = demo_artifacts.test_photos()[0]
-    expected = normalize(to_uint8_tensor(open_image(path)).unsqueeze(0)).numpy()
+    pixels = to_uint8_tensor(open_image(path)).unsqueeze(0)
+    expected = normalize(pixels, demo_artifacts.ckpt.mean, demo_artifacts.ckpt.std).numpy()
     np.testing.assert_array_equal(model_input(load_upload(path), runtimes), expected)
 
 
@@ -312,9 +313,9 @@ def test_missing_artifacts_name_the_command_that_makes_them(demo_artifacts, tmp_
 
 
 def test_onnx_files_of_another_checkpoint_are_refused(demo_artifacts, tmp_path):
-    ckpt = dict(demo_artifacts.ckpt, epoch=99)  # a different file: different sha256
+    ckpt = demo_artifacts.ckpt.replace(epoch=99)  # a different file: different sha256
     other = tmp_path / demo_artifacts.checkpoint.name
-    torch.save(ckpt, other)
+    save_checkpoint(ckpt, other)
     with pytest.raises(ArtifactError, match=r"different checkpoint.*python -m export"):
         find_artifacts(other, demo_artifacts.onnx_dir)
     broken = tmp_path / "onnx"
@@ -357,13 +358,13 @@ def test_cli_refuses_bad_flags_with_exit_2(demo_artifacts, capsys, flag, value, 
 def test_examples_are_held_out_photos_or_synthetic_notes(demo_artifacts, tmp_path):
     ckpt = demo_artifacts.ckpt
     paths = prepare_examples(ckpt, tmp_path / "real")
-    test_split = {p.split("/")[1]: p for p in ckpt["split"]["test"]}
+    test_split = {p.split("/")[1]: p for p in ckpt.split["test"]}
     assert len(paths) == 4
     for path in paths:
         cls, name = path.name.split("_", 1)
         assert test_split[name].startswith(f"{cls}/")
         assert path.read_bytes() == (demo_artifacts.data_dir / test_split[name]).read_bytes()
-    gone = dict(ckpt, data_dir=str(tmp_path / "gone"))
+    gone = ckpt.replace(data_dir=str(tmp_path / "gone"))
     synthetic = prepare_examples(gone, tmp_path / "synthetic")
     assert [p.name.split("_")[0] for p in synthetic] == ["1", "1", "100", "100"]
     assert all(load_upload(p).size[0] > 32 for p in synthetic)

@@ -21,8 +21,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from demo.inference import softmax
-from train.checkpoint import build_from_checkpoint
-from train.transforms import normalize, open_image, to_uint8_tensor
+from train.preprocess import normalize, open_image, to_uint8_tensor
 
 pytest_plugins = ["demo_fixtures"]
 pytestmark = pytest.mark.realdata
@@ -39,13 +38,14 @@ def client(demo_server) -> Client:
 def reference(demo_server) -> Callable[[Path], dict[str, float]]:
     """Class probabilities as evaluation computes them: open_image → resize → normalise → f64."""
     ckpt = demo_server.artifacts.ckpt
-    model = build_from_checkpoint(ckpt).double()
+    model = ckpt.build_model(allow_folded=False).double()
 
     def probabilities(path: Path) -> dict[str, float]:
-        batch = normalize(to_uint8_tensor(open_image(path)).unsqueeze(0)).double()
+        pixels = to_uint8_tensor(open_image(path)).unsqueeze(0)
+        batch = normalize(pixels, ckpt.mean, ckpt.std).double()
         with torch.no_grad():
             logits = model(batch).numpy()
-        return dict(zip(ckpt["class_names"], softmax(logits)[0].tolist(), strict=True))
+        return dict(zip(ckpt.class_names, softmax(logits)[0].tolist(), strict=True))
 
     return probabilities
 
@@ -72,7 +72,7 @@ def test_real_photos_get_the_answer_evaluation_gives(client, demo_server, refere
         assert predictions == {label["label"]}, "every variant must agree on a real photo"
         correct += label["label"] == cls
     accuracy = correct / len(photos)
-    assert accuracy == pytest.approx(demo_server.artifacts.ckpt["metrics"]["test_acc"])
+    assert accuracy == pytest.approx(demo_server.artifacts.ckpt.metrics["test_acc"])
     assert accuracy >= 0.9
 
 

@@ -20,10 +20,10 @@ from onnx import numpy_helper
 from PIL import Image
 from tritonclient.grpc import model_config_pb2
 
+from bnfold.checkpoint import load_checkpoint, save_checkpoint
 from export import metadata, onnx_writer
 from export.__main__ import get_args_parser, main
-from train.checkpoint import build_from_checkpoint, load_checkpoint
-from train.models import build_model
+from train.models import build_model, model_spec
 from train.trainer import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,8 +77,8 @@ def test_both_files_are_checked_self_describing_and_keep_or_drop_bn(
     meta = metadata.read_metadata(proto)
     ckpt = load_checkpoint(checkpoint)
     assert meta["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    assert meta["class_names"] == ckpt["class_names"] == ["1", "100"]
-    assert (meta["mean"], meta["std"]) == (ckpt["mean"], ckpt["std"])
+    assert meta["class_names"] == list(ckpt.class_names) == ["1", "100"]
+    assert (meta["mean"], meta["std"]) == (list(ckpt.mean), list(ckpt.std))
     assert meta["input_size"] == [32, 32]
     assert meta["folded"] is (kind == "folded")
     assert meta["fold_report"]["num_bn"] == 3 and meta["fold_report"]["num_folded"] == 3
@@ -95,7 +95,7 @@ def test_both_files_are_checked_self_describing_and_keep_or_drop_bn(
 @pytest.mark.parametrize("kind", ["unfolded", "folded"])
 @pytest.mark.parametrize("batch", [1, 5])
 def test_files_match_the_checkpoint_at_any_batch(exported, checkpoint, kind, batch):
-    model = build_from_checkpoint(load_checkpoint(checkpoint))
+    model = load_checkpoint(checkpoint).build_model(allow_folded=False)
     x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
     session = ort.InferenceSession(str(exported[kind]), providers=["CPUExecutionProvider"])
     (got,) = session.run(["logits"], {"image": x.numpy()})
@@ -199,13 +199,13 @@ def test_lenet_without_its_data_exports_zero_bn_on_random_inputs(checkpoint, tmp
     torch.manual_seed(0)
     lenet = build_model("lenet", 2)
     path = tmp_path / "lenet.pt"
-    torch.save(
-        {
-            **ckpt,
-            "arch": "lenet",
-            "state_dict": lenet.state_dict(),
-            "data_dir": str(tmp_path / "moved"),
-        },
+    save_checkpoint(
+        ckpt.replace(
+            arch="lenet",
+            model=model_spec("lenet", 2),
+            state_dict=lenet.state_dict(),
+            data_dir=str(tmp_path / "moved"),
+        ),
         path,
     )
     rc = _run_main("--checkpoint", str(path), "--out", str(tmp_path / "onnx"))
@@ -235,7 +235,8 @@ def _error_cases(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str]
     ckpt = torch.load(checkpoint, weights_only=True)
     (tmp / "text.pt").write_text("not a checkpoint\n")
     torch.save({**ckpt, "format_version": 99}, tmp / "v99.pt")
-    torch.save({**ckpt, "arch": "resnet9"}, tmp / "arch.pt")
+    resnet = {**ckpt["model"], "kwargs": {**ckpt["model"]["kwargs"], "arch": "resnet9"}}
+    torch.save({**ckpt, "arch": "resnet9", "model": resnet}, tmp / "arch.pt")
     torch.save({**ckpt, "folded": True}, tmp / "folded.pt")
     torch.save({"format_version": 1, "code": argparse.Namespace(x=1)}, tmp / "pickled.pt")
     (tmp / "a_file").write_text("")

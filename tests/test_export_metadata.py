@@ -8,16 +8,11 @@ import json
 import onnx
 import pytest
 import torch
+from factories import checkpoint
 
 from export import metadata
 
-CKPT = {
-    "arch": "bn-lenet",
-    "class_names": ["1", "100"],
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "input_size": [32, 32],
-}
+CKPT = checkpoint("bn-lenet")
 REPORT = {"num_bn": 3, "num_folded": 3, "records": [{"bn": "bn1", "folded": True}]}
 
 
@@ -38,8 +33,8 @@ def test_metadata_round_trips_through_a_saved_file(tmp_path, folded):
     assert read == {
         "arch": "bn-lenet",
         "class_names": ["1", "100"],
-        "mean": CKPT["mean"],
-        "std": CKPT["std"],
+        "mean": list(CKPT.mean),
+        "std": list(CKPT.std),
         "input_size": [32, 32],
         "checkpoint_sha256": "ab" * 32,
         "fold_report": REPORT,

@@ -57,10 +57,10 @@ def exported(module_image_folder, tmp_path_factory):
 def sources(exported):
     import bnfold
     from benchmarks.variants import Sources
-    from train.checkpoint import build_from_checkpoint, load_checkpoint
+    from bnfold.checkpoint import load_checkpoint
 
     checkpoint, result = exported
-    unfolded = build_from_checkpoint(load_checkpoint(checkpoint))
+    unfolded = load_checkpoint(checkpoint).build_model(allow_folded=False)
     folded = bnfold.fold(unfolded, torch.zeros(2, 3, 32, 32)).model.eval()
     return Sources(unfolded, folded, result.files)
 

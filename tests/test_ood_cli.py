@@ -14,8 +14,8 @@ import torch
 
 from train.ood.__main__ import cli
 from train.ood.fit import DEFAULT_METHOD
+from train.preprocess import MEAN, STD, normalize
 from train.trainer import TrainConfig, fit
-from train.transforms import normalize
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +97,17 @@ def test_outlier_exposure_pushes_negatives_towards_a_uniform_softmax(tiny_image_
         g = torch.Generator().manual_seed(0)
         for _ in range(6):
             train_one_epoch(
-                model, data, opt, batch_size=8, generator=g, negatives=negatives if use else None
+                model,
+                data,
+                opt,
+                batch_size=8,
+                generator=g,
+                mean=MEAN,
+                std=STD,
+                negatives=negatives if use else None,
             )
         with torch.no_grad():
-            probs = model.eval()(normalize(negatives)).softmax(dim=1)
+            probs = model.eval()(normalize(negatives, MEAN, STD)).softmax(dim=1)
         confidence[use] = probs.amax(dim=1).mean().item()
     assert confidence[True] < confidence[False] - 0.05, confidence
     assert confidence[True] < 0.75, confidence

@@ -130,6 +130,30 @@ def test_non_finite_candidate_fails() -> None:
     assert not result.passed
 
 
+NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+@pytest.mark.parametrize("value", list(NON_FINITE))
+def test_non_finite_outputs_on_both_sides_fail(value) -> None:
+    """Hole 2 of issue 10: a NaN model compared with its NaN twin passed (NaN == NaN)."""
+
+    def broken(x):
+        return x * NON_FINITE[value]
+
+    result = compare(broken, {"twin": broken}, [torch.ones(2, 3)], atol=1.0, rtol=1.0)
+    twin = result.candidates["twin"]
+    assert not twin.passed and not result.passed
+    assert twin.max_abs_error == float("inf") and twin.tolerance_ratio == float("inf")
+
+
+def test_one_non_finite_element_among_finite_ones_fails() -> None:
+    def spoiled(x):
+        return torch.where(torch.arange(x.numel()).view_as(x) == 4, float("nan"), x)
+
+    result = compare(spoiled, {"same": spoiled}, [torch.ones(2, 3)], atol=1.0, rtol=1.0)
+    assert not result.passed
+
+
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="shape"):
         compare(lambda x: x, {"bad": lambda x: x[:1]}, [torch.ones(2, 3)], atol=1, rtol=1)

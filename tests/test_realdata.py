@@ -32,7 +32,7 @@ def test_bn_lenet_with_the_defaults_reaches_95_percent_valid(rmb_data_dir, tmp_p
     cfg = TrainConfig(data=str(rmb_data_dir), out=str(tmp_path / "bn-lenet.pt"))
     assert (cfg.model, cfg.epochs, cfg.seed) == ("bn-lenet", 10, 1)
     ckpt = fit(cfg)
-    history = ckpt["metrics"]["history"]
+    history = ckpt.metrics["history"]
     assert len(history) == 10
     assert history[-1]["valid_acc"] >= 0.95, history[-1]
     assert history[-1]["train_loss"] < history[0]["train_loss"]

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from bnfold.checkpoint import load_checkpoint
 from train.__main__ import cli, get_args_parser, main
-from train.checkpoint import load_checkpoint
 
 HEAVY_MODULES = ("gradio", "onnx", "onnxruntime", "onnxscript", "matplotlib")
 
@@ -128,7 +128,14 @@ def test_bad_data_layouts_exit_2_naming_the_place(tmp_path, capsys, layout):
 @pytest.mark.usefixtures("keep_root_logging")
 @pytest.mark.parametrize(
     ("argv", "needle"),
-    [(["--epochs", "0"], "--epochs"), (["--batch-size", "1"], "--batch-size")],
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--batch-size", "1"], "--batch-size"),
+        (["--lr", "nan"], "--lr must be a positive finite number, got nan"),
+        (["--lr", "-0.1"], "--lr"),
+        (["--device", "tpu9"], "--device 'tpu9' is not a device"),
+        (["--device", "meta"], "--device 'meta' is not supported"),
+    ],
 )
 def test_bad_numbers_exit_2(tmp_path, capsys, argv, needle):
     assert cli([*argv, "--data", str(tmp_path), "--out", str(tmp_path / "m.pt")]) == 2
@@ -168,9 +175,9 @@ def test_skip_bad_images_through_the_cli(tiny_image_folder, tmp_path, capsys):
     argv = ["--data", str(root), "--out", str(out), "--epochs", "1", "--batch-size", "4"]
     assert cli([*argv, "--skip-bad-images", "--device", "cpu"]) == 0
     ckpt = load_checkpoint(out)
-    recorded = [p for paths in ckpt["split"].values() for p in paths]
+    recorded = [p for paths in ckpt.split.values() for p in paths]
     assert len(recorded) == 10 and "100/broken.jpg" not in recorded
-    assert ckpt["args"]["skip_bad_images"] is True
+    assert ckpt.args["skip_bad_images"] is True
     assert "skipped 1 unreadable file(s)" in capsys.readouterr().err
 
 
@@ -182,7 +189,7 @@ def test_main_passes_every_flag_to_the_trainer(tiny_image_folder, tmp_path):
     argv += ["--threads", "1", "--out", str(out), "--synthetic-dir", str(tmp_path / "syn")]
     argv += ["--series", "5"]
     assert main(get_args_parser().parse_args(argv)) == 0
-    args = load_checkpoint(out)["args"]
+    args = load_checkpoint(out).args
     expected = {
         "data": str(root),
         "model": "lenet",
@@ -200,5 +207,28 @@ def test_main_passes_every_flag_to_the_trainer(tiny_image_folder, tmp_path):
         "series": "5",
     }
     assert {k: args[k] for k in expected} == expected
-    assert load_checkpoint(out)["arch"] == "lenet"
+    assert load_checkpoint(out).arch == "lenet"
     assert out.with_suffix(".metrics.json").is_file()
+
+
+@pytest.mark.usefixtures("keep_root_logging")
+def test_a_diverging_run_exits_2_and_writes_no_checkpoint(tiny_image_folder, tmp_path, capsys):
+    """Hole 2 of issue 10: a run whose loss became NaN wrote the NaN weights and exited 0."""
+    root = tiny_image_folder(per_class=4)
+    out = tmp_path / "m.pt"
+    argv = ["--data", str(root), "--out", str(out), "--epochs", "2", "--batch-size", "4"]
+    assert cli([*argv, "--lr", "1e30", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]  # the lines before are the run's INFO log
+    assert re.match(r"python -m train: error: epoch 1: the (training|validation) loss is", line)
+    assert "was not written" in line and "lower --lr" in line
+    assert not out.exists()
+
+
+def test_device_errors_are_one_line_in_a_subprocess(tmp_path):
+    result = _python("-m", "train", "--device", "tpu9", "--out", str(tmp_path / "m.pt"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "python -m train: error: --device 'tpu9' is not a device: use auto, cpu, cuda or cuda:N"
+    ]

@@ -1,4 +1,5 @@
-"""Protects the shared preprocessing against torchvision's transforms, the course's reference."""
+"""Protects preprocessing and augmentation against torchvision's transforms, the course's
+reference (decode paths and their agreement: tests/test_preprocess.py)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,12 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from train.preprocess import INPUT_SIZE, MEAN, STD, normalize, open_image, to_uint8_tensor
 from train.transforms import (
     CROP_PADDING,
     GRAYSCALE_P,
-    INPUT_SIZE,
-    MEAN,
-    STD,
-    eval_batch,
-    normalize,
-    open_image,
     random_crop,
     random_grayscale,
-    to_uint8_tensor,
     train_batch,
 )
 
@@ -64,15 +59,15 @@ def test_normalize_matches_torchvision_to_tensor_then_normalize(seed):
     reference = torch.stack(
         [reference_tf(Image.fromarray(img.permute(1, 2, 0).numpy(), "RGB")) for img in images]
     )
-    out = normalize(images)
+    out = normalize(images, MEAN, STD)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, reference, atol=1e-6, rtol=0)
-    torch.testing.assert_close(eval_batch(images), reference, atol=1e-6, rtol=0)
 
 
 def test_normalize_accepts_0_255_floats_and_custom_statistics():
     images = _random_uint8(2, 5)
-    torch.testing.assert_close(normalize(images.float()), normalize(images), atol=0, rtol=0)
+    as_float = normalize(images.float(), MEAN, STD)
+    torch.testing.assert_close(as_float, normalize(images, MEAN, STD), atol=0, rtol=0)
     out = normalize(images, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     torch.testing.assert_close(out, images.float() / 127.5 - 1.0, atol=1e-6, rtol=0)
 
@@ -152,10 +147,10 @@ def test_random_grayscale_chooses_about_80_percent():
 
 def test_train_batch_is_crop_then_grayscale_then_normalize():
     images = _random_uint8(8, 9)
-    out = train_batch(images, torch.Generator().manual_seed(5))
+    out = train_batch(images, torch.Generator().manual_seed(5), MEAN, STD)
     g = torch.Generator().manual_seed(5)
     expected = normalize(
-        random_grayscale(random_crop(images, CROP_PADDING, g).float(), GRAYSCALE_P, g)
+        random_grayscale(random_crop(images, CROP_PADDING, g).float(), GRAYSCALE_P, g), MEAN, STD
     )
     assert out.shape == (8, 3, 32, 32)
     assert out.dtype == torch.float32
@@ -164,9 +159,9 @@ def test_train_batch_is_crop_then_grayscale_then_normalize():
 
 def test_train_batch_is_deterministic_for_a_seeded_generator():
     images = _random_uint8(8, 10)
-    a = train_batch(images, torch.Generator().manual_seed(42))
-    b = train_batch(images, torch.Generator().manual_seed(42))
-    c = train_batch(images, torch.Generator().manual_seed(43))
+    a = train_batch(images, torch.Generator().manual_seed(42), MEAN, STD)
+    b = train_batch(images, torch.Generator().manual_seed(42), MEAN, STD)
+    c = train_batch(images, torch.Generator().manual_seed(43), MEAN, STD)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 

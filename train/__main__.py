@@ -8,6 +8,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from train.names import ARCHS, INITS
@@ -74,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.epochs < 1 or args.batch_size < 2 or args.threads < 1:
         raise ValueError("--epochs and --threads must be >= 1 and --batch-size >= 2")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a positive finite number, got {args.lr}")
     cfg = TrainConfig(
         data=args.data,
         model=args.model,

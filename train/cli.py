@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from train.checkpoint import CheckpointError
+from bnfold.checkpoint import CheckpointError
 from train.imagefolder import DataError
 
 USER_ERRORS: tuple[type[Exception], ...] = (DataError, CheckpointError, ValueError, OSError)

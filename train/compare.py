@@ -64,7 +64,7 @@ def compare(
                 synthetic_dir=str(out.parent / "data") if data is None else "artifacts/data",
             )
         )
-        m = ckpt["metrics"]
+        m = ckpt.metrics
         metrics[label] = m
         results[label] = {
             "arch": arch,

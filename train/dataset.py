@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from train.imagefolder import DataError, FileList
-from train.transforms import INPUT_SIZE, open_image, to_uint8_tensor
+from train.preprocess import INPUT_SIZE, open_image, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _decode(root: Path, rel: str, size: tuple[int, int]) -> Tensor | str:
     """The image as a uint8 tensor, or the reason it could not be read."""
     try:
         return to_uint8_tensor(open_image(root / rel, size), size)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         return f"{type(e).__name__}: {e}"
 
 

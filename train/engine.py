@@ -1,7 +1,12 @@
-"""One training epoch and one evaluation pass over in-memory uint8 image sets."""
+"""One training epoch and one evaluation pass over in-memory uint8 image sets.
+
+Both normalise with the mean/std they are given (the checkpoint's), through
+:func:`train.preprocess.normalize`, the function every other consumer uses.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +14,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from train.dataset import ImageSet
-from train.transforms import eval_batch, train_batch
+from train.preprocess import normalize
+from train.transforms import train_batch
+
+Stats = tuple[float, ...]
+
+
+class NonFiniteLossError(ValueError):
+    """The loss became NaN or infinite: the weights are no longer worth saving."""
 
 
 @dataclass
@@ -35,6 +47,8 @@ def train_one_epoch(
     *,
     batch_size: int,
     generator: torch.Generator,
+    mean: Stats,
+    std: Stats,
     desc: str = "train",
     negatives: Tensor | None = None,
     negatives_weight: float = 0.5,
@@ -45,17 +59,19 @@ def train_one_epoch(
     each batch also sees as many random negatives, pushed towards a uniform softmax with
     weight ``negatives_weight``, so the classes stay the notes' and "unknown" is learnt as
     "no class is likely".
+    Raises :class:`NonFiniteLossError` before stepping on a NaN/Inf loss, so no update is made
+    from it.
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     total_loss, correct, seen, step_losses = 0.0, 0, 0, []
     bar = tqdm(batches(len(data), batch_size, generator), desc=desc, leave=False, disable=None)
-    for idx in bar:
+    for step, idx in enumerate(bar, start=1):
         idx = idx.to(data.images.device)
-        inputs, targets = train_batch(data.images[idx], generator), data.labels[idx]
+        inputs, targets = train_batch(data.images[idx], generator, mean, std), data.labels[idx]
         if negatives is not None:
             pick = torch.randint(0, len(negatives), (len(idx),), generator=generator)
-            extra = train_batch(negatives[pick.to(negatives.device)], generator)
+            extra = train_batch(negatives[pick.to(negatives.device)], generator, mean, std)
             both = model(torch.cat([inputs, extra]))
             logits, outlier_logits = both[: len(idx)], both[len(idx) :]
             uniform_ce = -outlier_logits.log_softmax(dim=1).mean(dim=1).mean()
@@ -63,10 +79,12 @@ def train_one_epoch(
         else:
             logits = model(inputs)
             loss = loss_fn(logits, targets)
+        step_loss = loss.item()
+        if not math.isfinite(step_loss):
+            raise NonFiniteLossError(f"the training loss is {step_loss} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        step_loss = loss.item()
         step_losses.append(step_loss)
         total_loss += step_loss * len(idx)
         correct += (logits.argmax(1) == targets).sum().item()
@@ -76,12 +94,14 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageSet, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, data: ImageSet, mean: Stats, std: Stats, batch_size: int = 256
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` (eval mode) on ``data``."""
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(data), batch_size):
-        inputs = eval_batch(data.images[start : start + batch_size])
+        inputs = normalize(data.images[start : start + batch_size], mean, std)
         targets = data.labels[start : start + batch_size]
         logits = model(inputs)
         total_loss += nn.functional.cross_entropy(logits, targets, reduction="sum").item()

@@ -21,26 +21,32 @@ from train.names import SPLIT_NAMES
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, data: str | None = None, split: str = "all"
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "all",
+    *,
+    skip_bad_images: bool = False,
 ) -> dict[str, float | int]:
     """Loss, accuracy and image count of ``checkpoint`` on ``data`` (default: its own data).
 
     ``split`` picks one of the checkpoint's recorded splits, or ``all`` images of the folder.
+    Images are decoded and normalised as in training, with the checkpoint's mean/std.
     """
-    from train.checkpoint import build_from_checkpoint, load_checkpoint
+    from bnfold.checkpoint import load_checkpoint
     from train.dataset import load_images
     from train.engine import evaluate
     from train.imagefolder import DataError, scan_image_folder
 
     ckpt = load_checkpoint(checkpoint)
-    files = scan_image_folder(data or ckpt["data_dir"])
-    if list(files.class_names) != list(ckpt["class_names"]):
+    files = scan_image_folder(data or ckpt.data_dir or "")
+    if files.class_names != ckpt.class_names:
         raise DataError(
             f"{files.root} has classes {list(files.class_names)}, the checkpoint "
-            f"{list(ckpt['class_names'])}: evaluate on a folder with the same class folders"
+            f"{list(ckpt.class_names)}: evaluate on a folder with the same class folders"
         )
-    images = load_images(files, list(files.paths) if split == "all" else ckpt["split"][split])
-    loss, acc = evaluate(build_from_checkpoint(ckpt), images)
+    paths = list(files.paths) if split == "all" else ckpt.split.get(split, [])
+    images = load_images(files, paths, size=ckpt.input_size, skip_bad=skip_bad_images)
+    loss, acc = evaluate(ckpt.build_model(allow_folded=True), images, ckpt.mean, ckpt.std)
     return {"loss": loss, "acc": acc, "images": len(images)}
 
 
@@ -79,6 +85,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         choices=("all", *SPLIT_NAMES),
         help="all images of the folder, or one of the checkpoint's recorded splits",
     )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip unreadable image files (with a count) instead of stopping; default: stop",
+    )
     return p
 
 
@@ -97,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
                 series=args.synthetic_series,
             )
         )
-    r = evaluate_checkpoint(args.checkpoint, data, args.split)
+    r = evaluate_checkpoint(args.checkpoint, data, args.split, skip_bad_images=args.skip_bad_images)
     print(f"accuracy {r['acc']:.2%} on {r['images']} images (mean cross-entropy {r['loss']:.4f})")
     return 0
 

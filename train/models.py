@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from torch import nn
 
+from bnfold.checkpoint import TRAIN_FACTORY, ModelSpec
 from train.names import ARCHS, INITS
 
-__all__ = ["ARCHS", "INITS", "LeNet", "build_model", "initialize_weights"]
+__all__ = ["ARCHS", "INITS", "LeNet", "build_model", "initialize_weights", "model_spec"]
 
 
 class LeNet(nn.Module):
@@ -50,6 +51,11 @@ def build_model(arch: str, num_classes: int) -> LeNet:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHS)}")
     return LeNet(num_classes, batch_norm=arch == "bn-lenet")
+
+
+def model_spec(arch: str, num_classes: int) -> ModelSpec:
+    """The checkpoint's ``model`` entry: :func:`build_model` (the allowed factory) and its args."""
+    return ModelSpec(TRAIN_FACTORY, {"arch": arch, "num_classes": num_classes})
 
 
 def _course_init(model: nn.Module) -> None:

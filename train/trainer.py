@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,15 @@ from typing import Any
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from train import checkpoint as ckpt_io
+from bnfold.atomic import remove_stale_temps
+from bnfold.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from train.atomic import atomic_open
 from train.dataset import ImageSet, load_images, subset
-from train.engine import evaluate, train_one_epoch
+from train.engine import NonFiniteLossError, Stats, evaluate, train_one_epoch
 from train.imagefolder import FileList, scan_image_folder
-from train.models import build_model, initialize_weights
+from train.models import build_model, initialize_weights, model_spec
+from train.preprocess import INPUT_SIZE, MEAN, STD
 from train.split import stratified_split
-from train.transforms import INPUT_SIZE, MEAN, STD
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,12 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when this machine has it, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from e
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r} is not supported here: use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but CUDA is not available: use --device cpu")
     return device
@@ -109,36 +116,44 @@ def prepare_data(
     return SplitData(files, split, sets, label)
 
 
-def _new_checkpoint(cfg: TrainConfig, data: SplitData) -> dict[str, Any]:
-    return {
-        "format_version": ckpt_io.FORMAT_VERSION,
-        "arch": cfg.model,
-        "model": ckpt_io.model_spec(cfg.model, len(data.files.class_names)),
-        "class_names": list(data.files.class_names),
-        "input_size": list(INPUT_SIZE),
-        "mean": list(MEAN),
-        "std": list(STD),
-        "folded": False,
-        "metrics": {"history": [], "step_losses": [], "test_acc": None},
-        "split": data.split,
-        "data": data.data_label,
-        "data_dir": str(data.files.root.resolve()),
-        "args": dataclasses.asdict(cfg),
-        "epoch": 0,
-    }
+def _new_checkpoint(cfg: TrainConfig, data: SplitData) -> Checkpoint:
+    num_classes = len(data.files.class_names)
+    return Checkpoint(
+        arch=cfg.model,
+        model=model_spec(cfg.model, num_classes),
+        class_names=tuple(data.files.class_names),
+        input_size=INPUT_SIZE,
+        mean=MEAN,
+        std=STD,
+        state_dict={},
+        metrics={"history": [], "step_losses": [], "test_acc": None},
+        split=data.split,
+        data=data.data_label,
+        data_dir=str(data.files.root.resolve()),
+        args=dataclasses.asdict(cfg),
+    )
 
 
-def _check_resumable(old: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
-    keys = ("model", "init", "batch_size", "lr", "momentum", "seed", "data", "series", "threads")
-    for key in keys:
-        if old["args"].get(key) != getattr(cfg, key):
+def _check_resumable(old: Checkpoint, cfg: TrainConfig, out: Path) -> None:
+    for key in (
+        "model",
+        "init",
+        "batch_size",
+        "lr",
+        "momentum",
+        "seed",
+        "data",
+        "series",
+        "threads",
+    ):
+        if old.args.get(key) != getattr(cfg, key):
             raise ValueError(
-                f"--resume: {out} was trained with {key}={old['args'].get(key)!r}, "
+                f"--resume: {out} was trained with {key}={old.args.get(key)!r}, "
                 f"not {getattr(cfg, key)!r}; pass the same flags or a new --out"
             )
 
 
-def fit(cfg: TrainConfig) -> dict[str, Any]:
+def fit(cfg: TrainConfig) -> Checkpoint:
     """Train per ``cfg``; write checkpoint, metrics JSON and curves PNG; return the checkpoint."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
@@ -148,10 +163,13 @@ def fit(cfg: TrainConfig) -> dict[str, Any]:
         torch.set_num_threads(previous_threads)
 
 
-def _fit(cfg: TrainConfig) -> dict[str, Any]:
+def _fit(cfg: TrainConfig) -> Checkpoint:
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
-    resumed = ckpt_io.load_checkpoint(out) if cfg.resume and out.exists() else None
+    removed = remove_stale_temps(out)
+    if removed:
+        log.info("removed %d temporary file(s) a killed run left next to %s", len(removed), out)
+    resumed = load_checkpoint(out) if cfg.resume and out.exists() else None
     if cfg.resume and resumed is None:
         log.info("--resume: no checkpoint at %s yet, starting from scratch", out)
     if resumed is not None:
@@ -161,10 +179,11 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
         seed=cfg.seed,
         synthetic_dir=cfg.synthetic_dir,
         skip_bad_images=cfg.skip_bad_images,
-        split=resumed["split"] if resumed else None,
+        split=resumed.split if resumed else None,
         series=cfg.series,
     )
     sets = {name: s.to(device) for name, s in data.sets.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
     log.info(
         "data: %s (%s), classes %s, train/valid/test = %d/%d/%d, device %s",
         data.data_label,
@@ -187,29 +206,40 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
 
     ckpt = _new_checkpoint(cfg, data)
     if resumed is not None:
-        model.load_state_dict(resumed["state_dict"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        generator.set_state(resumed["rng"])
-        ckpt["metrics"] = resumed["metrics"]
-        ckpt["epoch"] = resumed["epoch"]
-        log.info("resumed %s after epoch %d", out, resumed["epoch"])
+        model.load_state_dict(resumed.state_dict)
+        optimizer.load_state_dict(resumed.optimizer)
+        scheduler.load_state_dict(resumed.scheduler)
+        generator.set_state(resumed.rng)
+        ckpt = resumed.replace(args=ckpt.args, data_dir=ckpt.data_dir)
+        log.info("resumed %s after epoch %d", out, resumed.epoch)
+    mean, std = ckpt.mean, ckpt.std
 
     negatives = _negatives(cfg, device)
     with logging_redirect_tqdm():
-        for epoch in range(ckpt["epoch"] + 1, cfg.epochs + 1):
-            stats = train_one_epoch(
-                model,
-                sets["train"],
-                optimizer,
-                batch_size=cfg.batch_size,
-                generator=generator,
-                desc=f"epoch {epoch}/{cfg.epochs}",
-                negatives=negatives,
-            )
-            scheduler.step()
-            valid_loss, valid_acc = evaluate(model, sets["valid"])
-            ckpt["metrics"]["history"].append(
+        for epoch in range(ckpt.epoch + 1, cfg.epochs + 1):
+            try:
+                stats = train_one_epoch(
+                    model,
+                    sets["train"],
+                    optimizer,
+                    batch_size=cfg.batch_size,
+                    generator=generator,
+                    mean=mean,
+                    std=std,
+                    desc=f"epoch {epoch}/{cfg.epochs}",
+                    negatives=negatives,
+                )
+                scheduler.step()
+                valid_loss, valid_acc = evaluate(model, sets["valid"], mean, std)
+                if not math.isfinite(valid_loss):
+                    raise NonFiniteLossError(f"the validation loss is {valid_loss}")
+            except NonFiniteLossError as e:
+                kept = f"{out} keeps epoch {ckpt.epoch}" if ckpt.epoch else f"{out} was not written"
+                raise NonFiniteLossError(
+                    f"epoch {epoch}: {e} (lr {cfg.lr:g}), training stopped; {kept}: lower --lr "
+                    "or check the data"
+                ) from e
+            ckpt.metrics["history"].append(
                 {
                     "epoch": epoch,
                     "train_loss": stats.loss,
@@ -219,7 +249,7 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
                     "lr": optimizer.param_groups[0]["lr"],
                 }
             )
-            ckpt["metrics"]["step_losses"].append(stats.step_losses)
+            ckpt.metrics["step_losses"].append(stats.step_losses)
             log.info(
                 "epoch %d/%d  train loss %.4f acc %.2f%%  valid loss %.4f acc %.2f%%",
                 epoch,
@@ -229,21 +259,19 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
                 valid_loss,
                 100 * valid_acc,
             )
-            ckpt.update(
+            ckpt = ckpt.replace(
                 epoch=epoch,
                 state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 rng=generator.get_state(),
             )
-            ckpt_io.save_checkpoint(ckpt, out)
+            save_checkpoint(ckpt, out)
 
-    if "state_dict" not in ckpt:  # resumed a finished run: nothing was trained
-        ckpt.update({k: resumed[k] for k in ("state_dict", "optimizer", "scheduler", "rng")})
-    _, test_acc = evaluate(model, sets["test"])
-    ckpt["metrics"]["test_acc"] = test_acc
-    ckpt["ood"] = _fit_ood(model, sets)
-    ckpt_io.save_checkpoint(ckpt, out)
+    _, test_acc = evaluate(model, sets["test"], mean, std)
+    ckpt.metrics["test_acc"] = test_acc
+    ckpt = ckpt.replace(ood=_fit_ood(model, sets, mean, std))
+    save_checkpoint(ckpt, out)
     log.info(
         "test accuracy %.2f%% (%d images); checkpoint %s", 100 * test_acc, len(sets["test"]), out
     )
@@ -260,23 +288,25 @@ def _negatives(cfg: TrainConfig, device: torch.device) -> torch.Tensor | None:
     return outlier_negatives(cfg.synthetic_dir).to(device)
 
 
-def _fit_ood(model: torch.nn.Module, sets: dict[str, ImageSet]) -> dict[str, Any]:
+def _fit_ood(
+    model: torch.nn.Module, sets: dict[str, ImageSet], mean: Stats, std: Stats
+) -> dict[str, Any]:
     """The OOD scorer (statistics + threshold) stored as the checkpoint's ``ood`` entry."""
     from train.ood.fit import fit_ood
 
-    return fit_ood(model, sets["train"], sets["valid"], mean=MEAN, std=STD)
+    return fit_ood(model, sets["train"], sets["valid"], mean=mean, std=std)
 
 
-def write_reports(ckpt: dict[str, Any], out: Path) -> None:
+def write_reports(ckpt: Checkpoint, out: Path) -> None:
     """The metrics as JSON and the training curves as PNG, next to the checkpoint."""
     from train.plots import plot_runs
 
     metrics_path = out.with_suffix(".metrics.json")
     with atomic_open(metrics_path) as fh:
-        json.dump({"arch": ckpt["arch"], "data": ckpt["data"], **ckpt["metrics"]}, fh, indent=2)
+        json.dump({"arch": ckpt.arch, "data": ckpt.data, **ckpt.metrics}, fh, indent=2)
     curves = plot_runs(
-        {ckpt["arch"]: ckpt["metrics"]},
+        {ckpt.arch: ckpt.metrics},
         out.with_suffix(".curves.png"),
-        title=f"{ckpt['arch']} on {ckpt['data']}",
+        title=f"{ckpt.arch} on {ckpt.data}",
     )
     log.info("wrote %s and %s", metrics_path, curves)

@@ -1,51 +1,19 @@
-"""Preprocessing, defined once for training, evaluation, export and the demo.
+"""The course's training augmentation, applied per batch to uint8 images on their own device.
 
-Images live as uint8 tensors (N, 3, 32, 32). Training augments them per batch on whatever
-device they sit on; every consumer turns them into model input with :func:`normalize`.
+Decoding, resizing and normalisation are :mod:`train.preprocess`, shared with evaluation, export
+and the demo; only the random crop and grayscale that training adds live here.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from PIL import Image
 from torch import Tensor
 
-INPUT_SIZE = (32, 32)  # (height, width), as the course resizes
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as the course normalises
-STD = (0.229, 0.224, 0.225)
+from train.preprocess import normalize
+
 CROP_PADDING = 4
 GRAYSCALE_P = 0.8
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, what PIL's convert("L") and torchvision use
-
-
-def open_image(path: str | Path, size: tuple[int, int] = INPUT_SIZE) -> Image.Image:
-    """Open an image as RGB, letting the JPEG decoder shrink it first (draft mode).
-
-    Draft mode decodes at 1/2, 1/4 or 1/8 scale while keeping at least ``2 * size``
-    pixels per side, so the bilinear resize that follows still sees enough detail and a
-    1254x600 photo decodes several times faster.
-    """
-    with Image.open(path) as im:
-        im.draft("RGB", (size[1] * 2, size[0] * 2))
-        return im.convert("RGB")
-
-
-def to_uint8_tensor(image: Image.Image, size: tuple[int, int] = INPUT_SIZE) -> Tensor:
-    """Resize an RGB PIL image to ``size`` (bilinear, like ``transforms.Resize``) as uint8 CHW."""
-    resized = image.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    data = torch.frombuffer(bytearray(resized.tobytes()), dtype=torch.uint8)
-    return data.reshape(size[0], size[1], 3).permute(2, 0, 1).contiguous()
-
-
-def normalize(
-    images: Tensor, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD
-) -> Tensor:
-    """uint8 (or [0, 255] float) NCHW → float32 model input: (x / 255 - mean) / std."""
-    m = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
-    return (images.float() / 255.0 - m) / s
 
 
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
@@ -69,12 +37,9 @@ def random_grayscale(images: Tensor, p: float, generator: torch.Generator) -> Te
     return torch.where(chosen.view(-1, 1, 1, 1), gray, images)
 
 
-def train_batch(images: Tensor, generator: torch.Generator) -> Tensor:
+def train_batch(
+    images: Tensor, generator: torch.Generator, mean: tuple[float, ...], std: tuple[float, ...]
+) -> Tensor:
     """The course's training transform for a uint8 batch: crop, grayscale, normalise."""
     cropped = random_crop(images, CROP_PADDING, generator).float()
-    return normalize(random_grayscale(cropped, GRAYSCALE_P, generator))
-
-
-def eval_batch(images: Tensor) -> Tensor:
-    """The course's evaluation transform for a uint8 batch (already resized): normalise."""
-    return normalize(images)
+    return normalize(random_grayscale(cropped, GRAYSCALE_P, generator), mean, std)

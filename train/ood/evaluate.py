@@ -20,7 +20,7 @@ from train.dataset import ImageSet
 from train.ood import metrics
 from train.ood.fit import collect_taps
 from train.ood.scorer import OODScorer
-from train.transforms import MEAN, STD
+from train.preprocess import MEAN, STD
 
 CALIBRATION_SET = "valid"
 

@@ -20,7 +20,7 @@ from train.ood import methods
 from train.ood.calibrate import TARGET_FALSE_REJECT, false_reject, threshold_for
 from train.ood.scorer import OODScorer
 from train.ood.taps import Taps, check_lenet, lenet_taps
-from train.transforms import MEAN, STD, normalize
+from train.preprocess import MEAN, STD, normalize
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from train.ood.sets import folder_images, training_negatives
-from train.transforms import INPUT_SIZE
+from train.preprocess import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
 - any folder of images (``--out-dir``), read recursively.
 
 Every image goes through the same path a user's photo takes: a PIL RGB image, resized to the
-model's input size by :func:`train.transforms.to_uint8_tensor` (then normalised by the caller).
+model's input size by :func:`train.preprocess.to_uint8_tensor` (then normalised by the caller).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor
 
-from train.transforms import INPUT_SIZE, open_image, to_uint8_tensor
+from train.preprocess import INPUT_SIZE, open_image, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from train.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+from bnfold.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from train.dataset import ImageSet, load_images, subset
 from train.imagefolder import DataError, scan_image_folder
 from train.ood import sets as ood_sets
@@ -43,33 +43,33 @@ class StudyConfig:
     target_false_reject: float = TARGET_FALSE_REJECT
 
 
-def training_splits(ckpt: dict[str, Any]) -> dict[str, ImageSet]:
+def training_splits(ckpt: Checkpoint) -> dict[str, ImageSet]:
     """The checkpoint's train / valid / test images, decoded from the folder it was trained on."""
-    root = Path(ckpt["data_dir"])
+    root = Path(ckpt.data_dir)
     if not root.is_dir():
         raise DataError(
             f"the checkpoint's training data {root} is gone: regenerate it (python -m train "
             "with the same flags) or fit on a machine that has it"
         )
     files = scan_image_folder(root)
-    wanted = [p for name in ("train", "valid", "test") for p in ckpt["split"][name]]
-    images = load_images(files, wanted, size=tuple(ckpt["input_size"]), desc="decode splits")
-    return {name: subset(images, ckpt["split"][name]) for name in ("train", "valid", "test")}
+    wanted = [p for name in ("train", "valid", "test") for p in ckpt.split[name]]
+    images = load_images(files, wanted, size=tuple(ckpt.input_size), desc="decode splits")
+    return {name: subset(images, ckpt.split[name]) for name in ("train", "valid", "test")}
 
 
-def labelled_folder(root: str, ckpt: dict[str, Any]) -> ImageSet:
+def labelled_folder(root: str, ckpt: Checkpoint) -> ImageSet:
     """An in-distribution ImageFolder (e.g. the course photos) with the checkpoint's classes."""
     files = scan_image_folder(root)
-    if list(files.class_names) != list(ckpt["class_names"]):
+    if list(files.class_names) != list(ckpt.class_names):
         raise DataError(
             f"--in {root} has classes {list(files.class_names)}, the checkpoint "
-            f"{list(ckpt['class_names'])}: pass a folder with the same class folders"
+            f"{list(ckpt.class_names)}: pass a folder with the same class folders"
         )
-    return load_images(files, list(files.paths), size=tuple(ckpt["input_size"]), desc=root)
+    return load_images(files, list(files.paths), size=tuple(ckpt.input_size), desc=root)
 
 
-def build_sets(cfg: StudyConfig, ckpt: dict[str, Any], splits: dict[str, ImageSet]) -> EvalSets:
-    size = tuple(ckpt["input_size"])
+def build_sets(cfg: StudyConfig, ckpt: Checkpoint, splits: dict[str, ImageSet]) -> EvalSets:
+    size = tuple(ckpt.input_size)
     inside = {"valid": splits["valid"], "test": splits["test"]}
     for root in cfg.inside:
         inside[Path(root).name or root] = labelled_folder(root, ckpt)
@@ -84,18 +84,18 @@ def build_sets(cfg: StudyConfig, ckpt: dict[str, Any], splits: dict[str, ImageSe
 
 
 def fit_methods(
-    cfg: StudyConfig, ckpt: dict[str, Any], model: nn.Module, splits: dict[str, ImageSet]
+    cfg: StudyConfig, ckpt: Checkpoint, model: nn.Module, splits: dict[str, ImageSet]
 ) -> dict[str, OODScorer]:
     """Every compared method fitted and calibrated; the stored one as stored."""
-    norm = {"mean": tuple(ckpt["mean"]), "std": tuple(ckpt["std"])}
-    stored = ckpt.get("ood")
+    norm = {"mean": tuple(ckpt.mean), "std": tuple(ckpt.std)}
+    stored = ckpt.ood
     scorers: dict[str, OODScorer] = {}
     for method in cfg.methods:
         if stored is not None and stored.get("method") == method:
             scorers[method] = OODScorer.from_state(stored)
             continue
-        if method == "bn-stats" and ckpt["arch"] != "bn-lenet":
-            log.info("bn-stats skipped: %s has no BatchNorm", ckpt["arch"])
+        if method == "bn-stats" and ckpt.arch != "bn-lenet":
+            log.info("bn-stats skipped: %s has no BatchNorm", ckpt.arch)
             continue
         scorer = fit_scorer(model, splits["train"], method=method, **norm)
         calibrate(
@@ -110,14 +110,14 @@ def fit_methods(
 def run_study(cfg: StudyConfig) -> tuple[dict[str, Any], list[Path]]:
     """Measure every method of ``cfg`` on the checkpoint; write ood.json / .md / .png."""
     ckpt = load_checkpoint(cfg.checkpoint)
-    model = build_from_checkpoint(ckpt)
+    model = ckpt.build_model(allow_folded=False)
     splits = training_splits(ckpt)
     scorers = fit_methods(cfg, ckpt, model, splits)
     sets = build_sets(cfg, ckpt, splits)
-    scores = score_all(model, scorers, sets, mean=tuple(ckpt["mean"]), std=tuple(ckpt["std"]))
+    scores = score_all(model, scorers, sets, mean=tuple(ckpt.mean), std=tuple(ckpt.std))
     report = {
         "checkpoint": str(cfg.checkpoint),
-        "checkpoint_method": (ckpt.get("ood") or {}).get("method"),
+        "checkpoint_method": (ckpt.ood or {}).get("method"),
         "target_false_reject": cfg.target_false_reject,
         "reference_in": reference_sets(sets),
         "sets": {
@@ -137,14 +137,14 @@ def refit_checkpoint(
     """(Re)fit the checkpoint's ``ood`` entry with ``method`` and save it in place, atomically."""
     ckpt = load_checkpoint(checkpoint)
     splits = training_splits(ckpt)
-    ckpt["ood"] = fit_ood(
-        build_from_checkpoint(ckpt),
+    ood = fit_ood(
+        ckpt.build_model(allow_folded=False),
         splits["train"],
         splits["valid"],
         method=method,
-        mean=tuple(ckpt["mean"]),
-        std=tuple(ckpt["std"]),
+        mean=tuple(ckpt.mean),
+        std=tuple(ckpt.std),
         target_false_reject=target_false_reject,
     )
-    save_checkpoint(ckpt, checkpoint)
-    return ckpt["ood"]
+    save_checkpoint(ckpt.replace(ood=ood), checkpoint)
+    return ood
