@@ -1,9 +1,11 @@
 """Session fixtures for the demo tests: real artifacts made once, one real server for all.
 
-``demo_artifacts`` trains BN-LeNet on the real RMB photos (the course's defaults, about 5 s) and
-exports it with the real ``python -m export``; ``demo_server`` launches ``python -m demo`` on
-them in a subprocess on a free localhost port, exactly as a user would, and stops it at the end
-of the session. Test modules load this file with ``pytest_plugins = ["demo_fixtures"]``.
+``demo_artifacts`` trains BN-LeNet (the course's defaults, about 5 s) on the real RMB photos
+when ``RMB_DATA_DIR`` names them, else on as many synthetic notes (:mod:`train.synthetic`), so a
+fresh clone tests the demo too, and exports it with the real ``python -m export``;
+``demo_server`` launches ``python -m demo`` on them in a subprocess on a free localhost port,
+exactly as a user would, and stops it at the end of the session. Test modules load this file
+with ``pytest_plugins = ["demo_fixtures"]``.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import pytest
 
 SERVER_UPLOAD_CAP_MB = 1  # small, so the over-cap upload test sends only ~1.5 MB
 SERVER_START_TIMEOUT_S = 120
+REPO = Path(__file__).resolve().parents[1]
+SYNTHETIC_PER_CLASS = 100  # as many as the real set has, so training takes as long
 
 
 @dataclass(frozen=True)
 class DemoArtifacts:
-    """A checkpoint trained on the real photos and its exported ONNX files."""
+    """A checkpoint trained on the real photos (or synthetic notes) and its exported ONNX files."""
 
     checkpoint: Path
     onnx_dir: Path
@@ -55,23 +59,26 @@ class DemoServer:
     upload_cap_bytes: int
 
 
-def _real_data_dir() -> Path:
-    # The session-scoped twin of conftest's ``rmb_data_dir`` (which is function-scoped).
+def _data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real photos named by RMB_DATA_DIR, else a synthetic set of the same size."""
+    from train.synthetic import ensure_synthetic
+
     value = os.environ.get("RMB_DATA_DIR", "")
-    if not value or not Path(value).is_dir():
-        pytest.skip("RMB_DATA_DIR is not set to a folder: the demo tests need the real RMB photos")
-    return Path(value)
+    if value and Path(value).is_dir():
+        return Path(value)
+    cache = tmp_path_factory.mktemp("synthetic")
+    return ensure_synthetic(cache, per_class=SYNTHETIC_PER_CLASS, progress=False)
 
 
 @pytest.fixture(scope="session")
 def demo_artifacts(tmp_path_factory: pytest.TempPathFactory) -> DemoArtifacts:
-    """Train (real photos, course defaults) and export with the real CLIs, once per session."""
+    """Train (course defaults) and export with the real CLIs, once per session."""
     from export.__main__ import get_args_parser as export_parser
     from export.__main__ import main as export_main
     from train.checkpoint import load_checkpoint
     from train.trainer import TrainConfig, fit
 
-    data_dir = _real_data_dir()
+    data_dir = _data_dir(tmp_path_factory)
     root = tmp_path_factory.mktemp("demo-artifacts")
     checkpoint = root / "bn-lenet.pt"
     onnx_dir = root / "onnx"
@@ -120,12 +127,10 @@ def _tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-@pytest.fixture(scope="session")
-def demo_server(
-    demo_artifacts: DemoArtifacts, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DemoServer]:
-    """``python -m demo`` on the session's artifacts, on a free 127.0.0.1 port."""
-    root = tmp_path_factory.mktemp("demo-server")
+def start_demo(
+    artifacts: DemoArtifacts, root: Path, *flags: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str, Path]:
+    """``python -m demo`` on ``artifacts`` in a subprocess, serving: (process, url, log file)."""
     port = free_port()
     log = root / "server.log"
     env = {
@@ -133,33 +138,45 @@ def demo_server(
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_TEMP_DIR": str(root / "gradio-cache"),
         "PYTHONUNBUFFERED": "1",
+        # This checkout's code, whichever checkout the venv was installed from.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        **(env or {}),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "demo",
-        "--checkpoint",
-        str(demo_artifacts.checkpoint),
-        "--onnx-dir",
-        str(demo_artifacts.onnx_dir),
-        "--port",
-        str(port),
-        "--max-upload-mb",
-        str(SERVER_UPLOAD_CAP_MB),
-    ]
+    command = [sys.executable, "-m", "demo", "--checkpoint", str(artifacts.checkpoint)]
+    command += ["--onnx-dir", str(artifacts.onnx_dir), "--port", str(port), *flags]
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_until_serving(proc, url, log)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url, log
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def demo_server(
+    demo_artifacts: DemoArtifacts, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoServer]:
+    """``python -m demo`` on the session's artifacts, on a free 127.0.0.1 port."""
+    root = tmp_path_factory.mktemp("demo-server")
+    flags = ("--max-upload-mb", str(SERVER_UPLOAD_CAP_MB))
+    proc, url, log = start_demo(demo_artifacts, root, *flags)
+    try:
         yield DemoServer(url, log, demo_artifacts, SERVER_UPLOAD_CAP_MB * 2**20)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop(proc)
 
 
 # ----------------------------------------------------------------------------------------------
