@@ -11,12 +11,12 @@ network's FLOPs are counted from the model (:mod:`benchmarks.flops`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from export.runtimes.timing import (
     summarise,
 )
 from export.runtimes.timing import ratio as latency_ratio
-from export.runtimes.torch_runner import named_outputs
+from export.runtimes.torch_runner import float64_reference
 from export.runtimes.variant import FOLDED, UNFOLDED, OrtOptions, Variant
 
 log = logging.getLogger(__name__)
@@ -284,15 +284,13 @@ def _sweep_batch(
     cfg: SweepConfig,
     variants: list[Variant],
     loaded: dict[str, Runner],
-    reference: torch.nn.Module,
+    reference: Callable[[np.ndarray], dict[str, np.ndarray]],
     input_size: tuple[int, int],
     b: int,
 ) -> dict[str, Cell]:
     generator = torch.Generator().manual_seed(cfg.seed + b)
     batch = torch.randn(b, 3, *input_size, generator=generator).numpy()
-    with torch.no_grad():
-        out = named_outputs(reference(torch.from_numpy(batch).double()))
-    ref = {k: v.numpy() for k, v in out.items()}
+    ref = reference(batch)
     runners, cells = {}, {}
     for variant in variants:
         if variant.name not in loaded:
@@ -341,7 +339,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
         peak = measure_peak(cfg.peak_size, cfg.peak_repeats)
         loaded, unavailable = _load_all(variants, sources)
         cuda_used = any(v.cuda for v in variants if v.name in loaded)
-        reference = copy.deepcopy(sources.unfolded).double().eval()
+        reference = float64_reference(sources.unfolded)
         cells: dict[tuple[str, int], Cell] = {}
         for b in tqdm(cfg.batch_sizes, desc="batch sizes", unit="size", leave=False, disable=None):
             found = _sweep_batch(cfg, variants, loaded, reference, input_size, b)

@@ -14,13 +14,12 @@ reference the others are measured against.
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from torch import nn
 from export.runtimes.errors import Unavailable
 from export.runtimes.open import Sources, open_variant
 from export.runtimes.runner import Runner
+from export.runtimes.torch_runner import float64_reference
 from export.runtimes.variant import (
     DEVICES,
     FOLDED,
@@ -88,7 +88,7 @@ class RuntimeSet:
     available: list[Runner]
     unavailable: list[Unavailable]
     facts: dict[Variant, ModelFacts]
-    reference_model: nn.Module  # the unfolded network in float64 on the CPU
+    reference_outputs: Callable[[np.ndarray], dict[str, np.ndarray]]  # unfolded, float64, CPU
     # Timed runs take turns: concurrent runs would time each other, and CUDA work is serialised.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,12 +111,7 @@ class RuntimeSet:
 
     def reference(self, batch: np.ndarray) -> np.ndarray:
         """float64 logits of the unfolded network: the yardstick for every variant."""
-        from export.runtimes.torch_runner import named_outputs
-
-        with torch.inference_mode():
-            return named_outputs(self.reference_model(torch.from_numpy(batch).double()))[
-                "logits"
-            ].numpy()
+        return self.reference_outputs(batch)["logits"]
 
     def variants(self) -> Iterator[tuple[Variant, Runner | Unavailable]]:
         """All variants in :func:`demo_variants` order, each runner or reason."""
@@ -180,7 +175,7 @@ def load_runtimes(
         available=available,
         unavailable=unavailable,
         facts=facts,
-        reference_model=copy.deepcopy(unfolded).double(),
+        reference_outputs=float64_reference(unfolded),
     )
 
 

@@ -14,14 +14,13 @@ Inf is a failure even where both agree on it (a NaN model is not "exactly folded
 
 CPU: atol 1e-5, rtol 1e-4 — a few hundred fp32 products per logit put the rounding error around
 1e-6 relative, so this leaves room for summation order and nothing else. CUDA: atol 1e-4, rtol
-1e-3, with TF32 disabled (:func:`export.runtimes.devices.no_tf32`): cuDNN chooses among algorithms
+1e-3, with TF32 off (:func:`export.runtimes.torch_runner.no_tf32`): cuDNN chooses among algorithms
 (implicit GEMM, Winograd, FFT) whose transforms round differently from a direct sum; Winograd's
 are known to lose about an order of magnitude of fp32 accuracy. Argmax agreement stays exact.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Callable
@@ -218,19 +217,6 @@ class _Finite:
         return out
 
 
-def _reference(unfolded: Any) -> Callable[[torch.Tensor], dict[str, np.ndarray]]:
-    """The unfolded model in float64 on the CPU, its outputs by name."""
-    from export.runtimes.torch_runner import named_outputs
-
-    model = copy.deepcopy(unfolded).to("cpu", torch.float64).eval()
-
-    def run(x: torch.Tensor) -> dict[str, np.ndarray]:
-        with torch.no_grad():
-            return {k: v.numpy() for k, v in named_outputs(model(x.double())).items()}
-
-    return run
-
-
 def _as_candidate(runner: Runner, names: list[str]) -> Callable[[torch.Tensor], dict]:
     """``runner`` on a float32 tensor, the reference's outputs only, in the reference's order."""
 
@@ -253,13 +239,14 @@ def prove_parity(
 ) -> ParityReport:
     """Run every variant on ``inputs`` against the float64 unfolded reference."""
     from bnfold.parity import compare
+    from export.runtimes.torch_runner import float64_reference
 
     if not inputs:
         raise ValueError("prove_parity needs at least one input batch")
     batches = [i.images for i in inputs]
     size = tuple(batches[0].shape[-2:])
     sources = Sources(unfolded, folded, files, size)
-    reference = _Finite(_reference(unfolded))
+    reference = _Finite(float64_reference(unfolded))
     names = list(reference(batches[0][:1]))
     chosen = variant_list or variants()
     rows: dict[str, ParityRow] = {}

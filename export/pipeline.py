@@ -142,10 +142,14 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
     When parity fails nothing is published: the result's ``files`` and ``written`` are empty
     and the report says what failed.
     """
+    from export.onnx_writer import check_opset
+
+    check_opset(cfg.opset, cfg.exporter)
     out = Path(cfg.out)
     _prepare_out(out)
+    source = _load_source(cfg.checkpoint)
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
-        staged = _write_and_prove(cfg, Path(tmp))
+        staged = _write_and_prove(cfg, source, Path(tmp))
         if not staged.parity.passed:
             return ExportResult({}, staged.parity)
         # Report last: until it is in place, the files it proves are not served.
@@ -161,26 +165,18 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
         written += write_repository(
             cfg.triton_repo,
             {f"{stem}_{kind}": path for kind, path in files.items()},
-            list(_class_names(files[FOLDED])),
+            list(source.ckpt["class_names"]),
             max_batch_size=cfg.triton_max_batch_size,
             cpu_only=cfg.triton_cpu_only,
         )
     return ExportResult(files, staged.parity, written)
 
 
-def _class_names(path: Path) -> list[str]:
-    from export import metadata, onnx_writer
-
-    return list(metadata.read_metadata(onnx_writer.load(path))[metadata.CLASS_NAMES])
-
-
-def _write_and_prove(cfg: ExportConfig, stage: Path) -> ExportResult:
+def _write_and_prove(cfg: ExportConfig, source: _Source, stage: Path) -> ExportResult:
     """Both ONNX files and the parity report in ``stage``, the files first."""
     from export import metadata, onnx_writer
     from export.parity_run import prove_parity, write_parity
 
-    onnx_writer.check_opset(cfg.opset, cfg.exporter)
-    source = _load_source(cfg.checkpoint)
     files = onnx_paths(stage, cfg.checkpoint)
     models = {UNFOLDED: source.unfolded, FOLDED: source.folded}
     for kind in tqdm(files, desc="export", unit="file", leave=False, disable=None):

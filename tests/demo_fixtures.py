@@ -11,20 +11,15 @@ with ``pytest_plugins = ["demo_fixtures"]``.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 SERVER_UPLOAD_CAP_MB = 1  # small, so the over-cap upload test sends only ~1.5 MB
-SERVER_START_TIMEOUT_S = 120
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_PER_CLASS = 100  # as many as the real set has, so training takes as long
 
@@ -103,66 +98,26 @@ def local_client(url: str) -> Any:
     return Client(url, verbose=False, ssl_verify=False)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_serving(proc: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"python -m demo exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            if httpx.get(f"{url}gradio_api/info", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"python -m demo did not serve {url} in {SERVER_START_TIMEOUT_S} s:\n{_tail(log)}")
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-
-
 def start_demo(
     artifacts: DemoArtifacts, root: Path, *flags: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen, str, Path]:
     """``python -m demo`` on ``artifacts`` in a subprocess, serving: (process, url, log file)."""
-    port = free_port()
+    from demo.process import ServerError
+    from demo.process import start_demo as start
+
     log = root / "server.log"
     env = {
-        **os.environ,
-        "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_TEMP_DIR": str(root / "gradio-cache"),
-        "PYTHONUNBUFFERED": "1",
         # This checkout's code, whichever checkout the venv was installed from.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         **(env or {}),
     }
-    command = [sys.executable, "-m", "demo", "--checkpoint", str(artifacts.checkpoint)]
-    command += ["--onnx-dir", str(artifacts.onnx_dir), "--port", str(port), *flags]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    command = ["--checkpoint", str(artifacts.checkpoint), "--onnx-dir", str(artifacts.onnx_dir)]
     try:
-        _wait_until_serving(proc, url, log)
-    except BaseException:
-        stop(proc)
-        raise
+        proc, url = start([*command, *flags], log, env=env, cwd=root)
+    except ServerError as e:
+        pytest.fail(str(e))
     return proc, url, log
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL if it has not ended within 15 s."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +125,8 @@ def demo_server(
     demo_artifacts: DemoArtifacts, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DemoServer]:
     """``python -m demo`` on the session's artifacts, on a free 127.0.0.1 port."""
+    from demo.process import stop
+
     root = tmp_path_factory.mktemp("demo-server")
     flags = ("--max-upload-mb", str(SERVER_UPLOAD_CAP_MB))
     proc, url, log = start_demo(demo_artifacts, root, *flags)

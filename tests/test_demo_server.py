@@ -353,7 +353,9 @@ def test_sigterm_removes_the_example_folder_and_old_uploads_are_pruned(
     import signal
     import time
 
-    from demo_fixtures import local_client, start_demo, stop
+    from demo_fixtures import local_client, start_demo
+
+    from demo.process import stop
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()

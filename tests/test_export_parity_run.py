@@ -15,7 +15,7 @@ from onnx import numpy_helper
 import bnfold
 from export import onnx_writer, parity_run
 from export.inputs import ParityInput, random_inputs
-from export.runtimes import devices, sessions, torch_runner
+from export.runtimes import sessions, torch_runner
 from export.runtimes.errors import Unavailable
 from export.runtimes.open import Sources, open_variant
 from export.runtimes.sessions import CPU, CUDA
@@ -218,7 +218,7 @@ def test_no_tf32_turns_tf32_off_and_restores_it():
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     try:
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
-        with devices.no_tf32():
+        with torch_runner.no_tf32():
             assert not torch.backends.cudnn.allow_tf32
             assert not torch.backends.cuda.matmul.allow_tf32
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32

@@ -10,7 +10,7 @@ from factories import bn_lenet_with_running_stats
 
 import bnfold
 from export import onnx_writer
-from export.runtimes import devices, sessions, timing
+from export.runtimes import sessions, timing, torch_runner
 from export.runtimes.errors import Unavailable, first_line
 from export.runtimes.open import Sources, open_variant
 from export.runtimes.torch_runner import MODES, named_outputs
@@ -158,7 +158,7 @@ def test_ort_cuda_counts_only_when_the_cuda_provider_runs_the_session(available,
 
 
 def test_torch_cuda_reason_follows_torch():
-    assert (devices.torch_cuda_unavailable() is None) == torch.cuda.is_available()
+    assert (torch_runner.torch_cuda_unavailable() is None) == torch.cuda.is_available()
 
 
 # Timing (benchmarks' interleaved rounds: tests/test_bench_inference.py)

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from export.parity_run import CUDA_TOLERANCE
-from export.runtimes.devices import torch_cuda_unavailable
 from export.runtimes.sessions import CUDA, ort_cuda_unavailable
+from export.runtimes.torch_runner import torch_cuda_unavailable
 
 TORCH_CUDA_REASON = torch_cuda_unavailable()
 pytestmark = [

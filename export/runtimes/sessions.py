@@ -3,7 +3,7 @@
 onnxruntime falls back to the CPU silently when its CUDA provider fails to load, so a CUDA
 session only counts when ``session.get_providers()[0]`` is the CUDA provider; otherwise
 :class:`~export.runtimes.errors.Unavailable` says why. TF32 is off (``use_tf32=0``), as for
-PyTorch (see :mod:`export.runtimes.devices`).
+PyTorch (see :mod:`export.runtimes.torch_runner`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,11 @@ Each runner owns a deep copy of the model on its device (the caller's stays wher
 batch, ``bind`` puts the input where the variant wants it and does the one-off work a
 deployment does once (tracing, compiling for that shape), so ``step`` holds only what every
 request pays. CUDA steps end with ``torch.cuda.synchronize()`` so a timer sees the work, not
-its launch, and run with TF32 off (:func:`export.runtimes.devices.no_tf32`).
+its launch.
+
+TF32 is off for every CUDA variant (:func:`no_tf32`; ORT's in :mod:`export.runtimes.sessions`):
+PyTorch lets cuDNN convolutions use TF32 by default, and TF32 keeps a 10-bit mantissa, a
+relative error of ~5e-4 per product, which no fp32 tolerance should absorb.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import logging
 import shutil
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from export.runtimes.devices import no_tf32, torch_cuda_unavailable
 from export.runtimes.errors import Unavailable, first_line
 from export.runtimes.runner import LOGITS, Bound, Runner, logits_first
 
@@ -28,6 +32,27 @@ log = logging.getLogger(__name__)
 
 MODES = ("no_grad", "inference_mode", "channels_last", "no_mkldnn", "jit_freeze", "compile")
 _JIT_WARMUP = 3  # the profiling executor optimises a frozen graph on its second call
+
+
+def torch_cuda_unavailable() -> str | None:
+    """Why PyTorch cannot run on CUDA here, or None when it can."""
+    if not torch.cuda.is_available():
+        built = torch.version.cuda
+        build = f"a CUDA {built} build" if built else "a CPU-only build"
+        return f"torch.cuda.is_available() is False (torch {torch.__version__}, {build})"
+    return None
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Full fp32 for cuDNN convolutions and CUDA matmuls inside the block, restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def named_outputs(output: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -39,6 +64,19 @@ def named_outputs(output: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str
     raise TypeError(
         f"a model must return a tensor or a dict of named tensors, got {type(output).__name__}"
     )
+
+
+def float64_reference(model: nn.Module) -> Callable[[Any], dict[str, np.ndarray]]:
+    """A float64 CPU copy of ``model`` as batch → named outputs: what every variant is measured
+    against (its own rounding then does not count against them)."""
+    reference = copy.deepcopy(model).to("cpu", torch.float64).eval()
+
+    def run(batch: Any) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = named_outputs(reference(torch.as_tensor(batch).to(torch.float64)))
+        return {name: value.numpy() for name, value in out.items()}
+
+    return run
 
 
 @contextlib.contextmanager
