@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -77,36 +75,6 @@ def pick_photo(ckpt: Checkpoint, folder: Path) -> Path:
     path = folder / "synthetic_note.jpg"
     path.write_bytes(render_jpeg(0, 0, 0))
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = free_port()
-    command = [sys.executable, "-m", "demo", "--cpu-only", "--port", str(port)]
-    command += ["--checkpoint", args.checkpoint, "--onnx-dir", args.onnx_dir]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"python -m demo exited with {proc.returncode}; see {log}")
-        try:
-            if httpx.get(f"{url}gradio_api/info", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    proc.terminate()
-    raise RuntimeError(f"python -m demo did not start in 120 s; see {log}")
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
@@ -173,14 +141,18 @@ def main(args: argparse.Namespace) -> int:
         proc = None
         url = args.url
         if url is None:
-            proc, url = start_server(args, Path(tmp) / "server.log")
+            from demo.process import start_demo
+
+            flags = ["--cpu-only", "--checkpoint", args.checkpoint, "--onnx-dir", args.onnx_dir]
+            proc, url = start_demo(flags, Path(tmp) / "server.log")
         try:
             lean = time_client(url, photo, DEFAULT_RUNS, args, ssl_verify=False)
             default = time_client(url, photo, DEFAULT_RUNS, args, ssl_verify=True)
         finally:
             if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=30)
+                from demo.process import stop
+
+                stop(proc)
         local = time_in_process(args, photo, DEFAULT_RUNS)
     result = {
         "photo": str(photo),

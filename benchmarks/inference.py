@@ -141,11 +141,11 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    from benchmarks.variants import all_variants
+    from benchmarks.variants import all_variants, how
 
     if args.list_variants:
         for v in all_variants():
-            print(f"{v.name:32s} {v.how}")
+            print(f"{v.name:32s} {how(v)}")
         return 0
     from benchmarks.report import recommendation, targets, to_markdown
     from benchmarks.sweep import BenchmarkError, run_sweep

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.variants import OrtOptions
+from export.runtimes.variant import OrtOptions
 
 
 @dataclass
@@ -64,11 +64,11 @@ def ort_profile(
     path: str | Path, options: OrtOptions, batch: np.ndarray, label: str, budget_s: float = 0.5
 ) -> Profile:
     """Kernel time per node of a CPU session configured as ``options`` (plain ``session.run``)."""
-    from benchmarks.ort_runners import cpu_session
+    from export.runtimes.sessions import ort_session
 
     runs = _runs_for(batch.shape[0], budget_s)
     with tempfile.TemporaryDirectory(prefix="rmb-ort-profile-") as tmp:
-        session = cpu_session(path, options, profile_prefix=str(Path(tmp) / "ort"))
+        session = ort_session(path, options, profile_prefix=str(Path(tmp) / "ort"))
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(batch, np.float32)}
         for _ in range(runs):
             session.run(None, feed)

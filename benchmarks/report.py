@@ -15,7 +15,8 @@ from typing import Any
 
 from benchmarks.op_profile import profile_markdown
 from benchmarks.sweep import Cell, SweepResult
-from benchmarks.variants import BASELINE, FOLDED, UNFOLDED, Variant
+from benchmarks.variants import BASELINE, how
+from export.runtimes.variant import FOLDED, UNFOLDED, Variant
 
 # The goals of issue 6 for this project's CPU (ratios from one run).
 BATCH1_SPEEDUP_GOAL = 15.0
@@ -160,7 +161,9 @@ def recommendation(result: SweepResult) -> dict[str, Any]:
         gains = ", ".join(
             f"batch {b}: ×{result.cells[(overall, b)].speedup.value:.1f}" for b in sizes
         )
-        lines.append(f"Recommended on this CPU: {overall} — {variant.how} ({gains} vs {BASELINE}).")
+        lines.append(
+            f"Recommended on this CPU: {overall} — {how(variant)} ({gains} vs {BASELINE})."
+        )
     if per_batch:
         lines.append(
             "Fastest per batch size: " + "; ".join(f"{b}: {n}" for b, n in per_batch.items()) + "."
@@ -171,7 +174,7 @@ def recommendation(result: SweepResult) -> dict[str, Any]:
         )
     return {
         "overall": overall,
-        "how": variant.how if variant else None,
+        "how": how(variant) if variant else None,
         "geomean_speedup": scores.get(overall) if overall else None,
         "per_batch": {str(b): n for b, n in per_batch.items()},
         "cuda_per_batch": {str(b): n for b, n in cuda_per_batch.items()},
@@ -190,7 +193,7 @@ def _variant_dict(v: Variant) -> dict[str, Any]:
         "device": v.device,
         "folded": v.folded,
         "family": v.family,
-        "how": v.how,
+        "how": how(v),
         "options": dataclasses.asdict(v.options),
         "baseline": v.name == BASELINE,
     }
@@ -296,7 +299,7 @@ def to_markdown(result: SweepResult, command: str | None = None) -> str:
         f"Timing: {result.config.warmup} warm-up calls, then {result.config.rounds} interleaved "
         f"rounds; in each, every variant runs one block of calls (~5 ms, after one untimed "
         f"call; a 50 ms pause follows multi-thread ORT sessions, whose idle pools spin), "
-        f"runtimes grouped, order shuffled per round (benchmarks/timing.py). Every ratio "
+        f"runtimes grouped, order shuffled per round (export/runtimes/timing.py). Every ratio "
         f"is against {BASELINE} in the same rounds; [p10–p90] is the spread of the per-round "
         f"ratio. On a shared two-core machine, 2-thread PyTorch variants are erratic when "
         f"another process holds a core (OpenMP barriers wait for a descheduled thread): compare "
@@ -364,7 +367,7 @@ def to_markdown(result: SweepResult, command: str | None = None) -> str:
         lines += ["## Where the time goes (per-op profiles, same run)", ""]
         lines += profile_markdown(result.profiles)
     lines += ["## Variants", "", "| variant | how |", "|---|---|"]
-    lines += [f"| {v.name} | {v.how} |" for v in result.variants]
+    lines += [f"| {v.name} | {how(v)} |" for v in result.variants]
     not_run = _not_run(result)
     if not_run:
         lines += ["", "## Not run", ""]

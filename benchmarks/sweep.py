@@ -3,7 +3,7 @@
 Per batch size, every variant is bound to the same seeded random batch, checked against the
 float64 unfolded reference with the tolerances ``python -m export`` proves (a variant that
 computes something else is reported, never timed), then timed in interleaved rounds
-(:mod:`benchmarks.timing`) together with the baseline, plain PyTorch eager on the unfolded
+(:mod:`export.runtimes.timing`) together with the baseline, plain PyTorch eager on the unfolded
 network. The machine's sgemm peak is measured before and after the latency rounds, the
 network's FLOPs are counted from the model (:mod:`benchmarks.flops`).
 """
@@ -11,12 +11,12 @@ network's FLOPs are counted from the model (:mod:`benchmarks.flops`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,21 +28,21 @@ from tqdm import tqdm
 from benchmarks.flops import FlopCount, flops_per_image
 from benchmarks.op_profile import Profile, ort_profile, torch_profile
 from benchmarks.peak import Peak, best_cuda_sgemm_rate, measure_peak
-from benchmarks.timing import DEFAULT_BLOCK_S, Ratio, Samples, Stats, measure_interleaved, summarise
-from benchmarks.timing import ratio as latency_ratio
-from benchmarks.variants import (
-    BASELINE,
-    FOLDED,
-    UNFOLDED,
-    Backend,
-    OrtOptions,
-    Sources,
-    Unavailable,
-    Variant,
-    all_variants,
-    first_line,
-    load,
+from benchmarks.variants import BASELINE, all_variants
+from export.runtimes.errors import Unavailable, first_line
+from export.runtimes.open import Sources, open_variant
+from export.runtimes.runner import Bound, Runner
+from export.runtimes.timing import (
+    DEFAULT_BLOCK_S,
+    Ratio,
+    Samples,
+    Stats,
+    measure_interleaved,
+    summarise,
 )
+from export.runtimes.timing import ratio as latency_ratio
+from export.runtimes.torch_runner import float64_reference
+from export.runtimes.variant import FOLDED, UNFOLDED, OrtOptions, Variant
 
 if TYPE_CHECKING:
     from bnfold.checkpoint import Checkpoint
@@ -144,24 +144,16 @@ def _check_config(cfg: SweepConfig) -> None:
 
 
 def _onnx_files(cfg: SweepConfig, tmp: Path) -> dict[str, Path]:
-    from export import metadata, onnx_writer
+    from export.errors import ExportError
     from export.pipeline import ExportConfig, export_checkpoint, onnx_paths
+    from export.proof import proven_files
 
     if cfg.onnx_dir is not None:
-        files = onnx_paths(cfg.onnx_dir, cfg.checkpoint)
-        if all(p.is_file() for p in files.values()):
-            sha = metadata.sha256_file(cfg.checkpoint)
-            for path in files.values():
-                recorded = metadata.read_metadata(onnx_writer.load(path)).get(
-                    metadata.CHECKPOINT_SHA256
-                )
-                if recorded != sha:
-                    raise BenchmarkError(
-                        f"{path} was exported from another checkpoint (sha256 "
-                        f"{str(recorded)[:12]}…, {cfg.checkpoint} is {sha[:12]}…): re-export "
-                        f"with python -m export --checkpoint {cfg.checkpoint} --out {cfg.onnx_dir}"
-                    )
-            return files
+        if all(p.is_file() for p in onnx_paths(cfg.onnx_dir, cfg.checkpoint).values()):
+            try:
+                return proven_files(cfg.checkpoint, cfg.onnx_dir)
+            except ExportError as e:
+                raise BenchmarkError(str(e)) from e
         log.warning(
             "no ONNX files for %s in %s: exporting to a temp folder", cfg.checkpoint, cfg.onnx_dir
         )
@@ -184,24 +176,31 @@ def _sources(cfg: SweepConfig, tmp: Path) -> tuple[Sources, Checkpoint]:
         raise BenchmarkError(str(e)) from e
     size = ckpt.input_size
     folded = bnfold.fold(unfolded, torch.zeros(2, 3, *size)).model.eval()
-    return Sources(unfolded, folded, _onnx_files(cfg, tmp)), ckpt
+    return Sources(unfolded, folded, _onnx_files(cfg, tmp), size), ckpt
 
 
 # ----------------------------------------------------------------------------------------------
 # Parity of one runner's output.
 
 
-def _parity(variant: Variant, got: np.ndarray, ref: np.ndarray) -> tuple[bool, float, float]:
-    from export.parity_run import CPU_TOLERANCE, CUDA_TOLERANCE
+def _parity(
+    variant: Variant, got: dict[str, np.ndarray], ref: dict[str, np.ndarray]
+) -> tuple[bool, float, float]:
+    """Every output of the reference within export's tolerance, logits' argmax identical."""
+    from export.parity_run import tolerance
 
-    tol = CUDA_TOLERANCE if variant.cuda else CPU_TOLERANCE
-    if got.shape != ref.shape:
-        return False, float("inf"), float("inf")
-    diff = np.abs(got.astype(np.float64) - ref)
-    bound = tol.atol + tol.rtol * np.abs(ref)
-    tol_ratio = float(np.max(diff / bound))
-    same_argmax = bool(np.array_equal(got.argmax(axis=1), ref.argmax(axis=1)))
-    return tol_ratio <= 1.0 and same_argmax, float(diff.max()), tol_ratio
+    tol = tolerance(variant)
+    passed, max_abs, tol_ratio = True, 0.0, 0.0
+    for name, r in ref.items():
+        g = got.get(name)
+        if g is None or g.shape != r.shape:
+            return False, float("inf"), float("inf")
+        diff = np.abs(g.astype(np.float64) - r)
+        ratio = float(np.max(diff / (tol.atol + tol.rtol * np.abs(r))))  # NaN if any is NaN
+        max_abs, tol_ratio = max(max_abs, float(diff.max())), max(tol_ratio, ratio)
+        passed &= ratio <= 1.0  # False for NaN
+    same_argmax = np.array_equal(got["logits"].argmax(axis=1), ref["logits"].argmax(axis=1))
+    return passed and bool(same_argmax), max_abs, tol_ratio
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,23 +231,23 @@ def _meta(cfg: SweepConfig) -> dict[str, Any]:
     }
 
 
-def _load_all(variants: list[Variant], sources: Sources) -> tuple[dict[str, Backend], dict]:
-    backends: dict[str, Backend] = {}
+def _load_all(variants: list[Variant], sources: Sources) -> tuple[dict[str, Runner], dict]:
+    runners: dict[str, Runner] = {}
     unavailable: dict[str, str] = {}
     for variant in tqdm(variants, desc="load", unit="variant", leave=False, disable=None):
-        try:
-            backends[variant.name] = load(variant, sources)
-        except Unavailable as e:
-            unavailable[variant.name] = str(e)
-            log.info("%s not run: %s", variant.name, e)
-    return backends, unavailable
+        opened = open_variant(variant, sources)
+        if isinstance(opened, Unavailable):
+            unavailable[variant.name] = opened.reason
+        else:
+            runners[variant.name] = opened
+    return runners, unavailable
 
 
 def leaves_threads_spinning(variant: Variant) -> bool:
     """Whether ``variant``'s idle thread pool keeps spinning long enough to slow the next one.
 
     True for an ORT CPU session with more than one intra-op thread (ORT's default is one per
-    core): its pool spins for some 30-50 ms after a call (see :mod:`benchmarks.timing`).
+    core): its pool spins for some 30-50 ms after a call (see :mod:`export.runtimes.timing`).
     PyTorch's OpenMP pool is not paused after: its spin is short (a one-thread ORT session
     right after a two-thread PyTorch call ran at 7.8 ms instead of 7.2 ms, batch 256), and
     a pause would let the pool fall asleep, so that PyTorch's own next block would time
@@ -260,15 +259,15 @@ def leaves_threads_spinning(variant: Variant) -> bool:
 
 
 def _bind_and_check(
-    variant: Variant, backend: Backend, batch: np.ndarray, ref: np.ndarray
-) -> tuple[Any, Cell | None]:
-    """The runner, or a not-run / failed-parity cell instead of one."""
+    variant: Variant, runner: Runner, batch: np.ndarray, ref: dict[str, np.ndarray]
+) -> tuple[Bound | None, Cell]:
+    """The bound runner, or a not-run / failed-parity cell instead of one."""
     b = batch.shape[0]
     try:
-        runner = backend.bind(batch)
-        with runner.setting():
-            runner.step()
-        got = runner.read()
+        bound = runner.bind(batch)
+        with bound.setting():
+            bound.step()
+        got = bound.read()
     except Unavailable as e:
         return None, Cell(variant, b, "not run", reason=str(e))
     except Exception as e:  # a runtime that crashes at this batch size is reported, not fatal
@@ -281,29 +280,28 @@ def _bind_and_check(
             variant, b, "failed parity", reason, max_abs_err=max_abs, tolerance_ratio=tol_ratio
         )
         return None, cell
-    return runner, Cell(variant, b, "run", max_abs_err=max_abs, tolerance_ratio=tol_ratio)
+    return bound, Cell(variant, b, "run", max_abs_err=max_abs, tolerance_ratio=tol_ratio)
 
 
 def _sweep_batch(
     cfg: SweepConfig,
     variants: list[Variant],
-    backends: dict[str, Backend],
-    reference: torch.nn.Module,
+    loaded: dict[str, Runner],
+    reference: Callable[[np.ndarray], dict[str, np.ndarray]],
     input_size: tuple[int, int],
     b: int,
 ) -> dict[str, Cell]:
     generator = torch.Generator().manual_seed(cfg.seed + b)
     batch = torch.randn(b, 3, *input_size, generator=generator).numpy()
-    with torch.no_grad():
-        ref = reference(torch.from_numpy(batch).double()).numpy()
+    ref = reference(batch)
     runners, cells = {}, {}
     for variant in variants:
-        if variant.name not in backends:
+        if variant.name not in loaded:
             continue
-        runner, cell = _bind_and_check(variant, backends[variant.name], batch, ref)
+        bound, cell = _bind_and_check(variant, loaded[variant.name], batch, ref)
         cells[variant.name] = cell
-        if runner is not None:
-            runners[variant.name] = runner
+        if bound is not None:
+            runners[variant.name] = bound
     if BASELINE not in runners:
         raise BenchmarkError(
             f"the baseline {BASELINE} did not run at batch {b}: {cells[BASELINE].reason}"
@@ -329,8 +327,6 @@ def _sweep_batch(
 
 def run_sweep(cfg: SweepConfig) -> SweepResult:
     """Measure every selected variant at every batch size; see the module docstring."""
-    from export.runtimes import no_tf32
-
     _check_config(cfg)
     variants = select_variants(cfg)
     meta = _meta(cfg)
@@ -344,20 +340,16 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
             FOLDED: flops_per_image(sources.folded, input_size),
         }
         peak = measure_peak(cfg.peak_size, cfg.peak_repeats)
-        backends, unavailable = _load_all(variants, sources)
-        cuda_used = any(v.cuda for v in variants if v.name in backends)
-        reference = copy.deepcopy(sources.unfolded).double().eval()
+        loaded, unavailable = _load_all(variants, sources)
+        cuda_used = any(v.cuda for v in variants if v.name in loaded)
+        reference = float64_reference(sources.unfolded)
         cells: dict[tuple[str, int], Cell] = {}
-        precision = no_tf32 if cuda_used else contextlib.nullcontext
-        with precision():
-            for b in tqdm(
-                cfg.batch_sizes, desc="batch sizes", unit="size", leave=False, disable=None
-            ):
-                found = _sweep_batch(cfg, variants, backends, reference, input_size, b)
-                for variant in variants:
-                    cells[(variant.name, b)] = found.get(variant.name) or Cell(
-                        variant, b, "not run", reason=unavailable.get(variant.name)
-                    )
+        for b in tqdm(cfg.batch_sizes, desc="batch sizes", unit="size", leave=False, disable=None):
+            found = _sweep_batch(cfg, variants, loaded, reference, input_size, b)
+            for variant in variants:
+                cells[(variant.name, b)] = found.get(variant.name) or Cell(
+                    variant, b, "not run", reason=unavailable.get(variant.name)
+                )
         peak = peak.merged(measure_peak(cfg.peak_size, cfg.peak_repeats))
         cuda_peak = best_cuda_sgemm_rate() if cuda_used else None
         profiles = _profiles(cfg, sources, input_size) if cfg.profile and not cfg.cuda_only else []

@@ -1,7 +1,8 @@
 """``python -m demo``: serve the BatchNorm-folding demo on this machine (127.0.0.1 by default).
 
 Thin CLI over :func:`demo.app.build_app`: checks the artifacts (one line and exit 2 when one is
-missing, naming the command that makes it), loads every runtime once, then serves until Ctrl-C.
+missing or unproven, naming the command that makes it), loads every runtime once, then serves
+until Ctrl-C or SIGTERM; either way the temp folder of example photos is removed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -59,6 +61,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cpu-only", action="store_true", help="do not try CUDA even if present (default: off)"
     )
+    parser.add_argument(
+        "--upload-max-age-s",
+        type=int,
+        default=3600,
+        help="delete uploads from Gradio's cache once this old, checked as often (default: 3600)",
+    )
     return parser
 
 
@@ -69,6 +77,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if args.upload_max_age_s < 1:
+        raise ValueError(f"--upload-max-age-s must be at least 1, got {args.upload_max_age_s}")
     if args.data is not None and not Path(args.data).is_dir():
         raise ValueError(f"--data {args.data} is not a folder (expected DIR/<class>/*.jpg)")
 
@@ -95,7 +105,12 @@ def serve(args: argparse.Namespace, examples_dir: Path, *, block: bool = True) -
     )
     examples = prepare_examples(runtimes.checkpoint, examples_dir, args.data)
     max_bytes = int(args.max_upload_mb * 2**20)
-    app = build_app(runtimes, examples=examples, max_upload_bytes=max_bytes)
+    app = build_app(
+        runtimes,
+        examples=examples,
+        max_upload_bytes=max_bytes,
+        cache_max_age_s=args.upload_max_age_s,
+    )
     app.queue(default_concurrency_limit=1, max_size=64)
     app.launch(
         server_name=args.host,
@@ -122,6 +137,8 @@ def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:
     from demo.artifacts import ArtifactError
 
     examples_dir = Path(tempfile.mkdtemp(prefix="rmb-demo-examples-"))
+    # SIGTERM (a service manager, `kill`) ends the server as Ctrl-C does, so the finally runs.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         _check_args(args)
         serve(args, examples_dir)
@@ -133,6 +150,10 @@ def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(examples_dir, ignore_errors=True)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

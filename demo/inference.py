@@ -13,8 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from demo.runtimes import ModelFacts, RuntimeSet, Unavailable, Variant
-from demo.timing import percentiles_ms, time_calls
+from demo.runtimes import ModelFacts, RuntimeSet
+from export.runtimes.errors import Unavailable
+from export.runtimes.timing import percentiles_ms, time_calls
+from export.runtimes.variant import Variant
 from train import preprocess
 from train.preprocess import normalize
 
@@ -85,7 +87,7 @@ def classify(
     results = []
     with runtimes.lock:
         reference = runtimes.reference(batch)[0]
-        outputs = [np.asarray(runtime(batch))[0] for runtime in runtimes.available]
+        outputs = [runtime(batch)["logits"][0] for runtime in runtimes.available]
         timings = time_calls(runtimes.available, batch, runs=runs, warmup=warmup)
         for runtime, logits, samples in zip(runtimes.available, outputs, timings, strict=True):
             p50, p90 = percentiles_ms(samples)
@@ -100,7 +102,7 @@ def classify(
                     p50_ms=p50,
                     p90_ms=p90,
                     max_abs_dlogits=float(np.abs(logits.astype(np.float64) - reference).max()),
-                    facts=runtime.facts,
+                    facts=runtimes.facts[runtime.variant],
                 )
             )
     probabilities = dict(zip(names, (float(p) for p in softmax(reference)), strict=True))

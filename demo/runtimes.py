@@ -1,21 +1,19 @@
 """The up-to-eight ways the demo runs one network, loaded once at start-up.
 
-{PyTorch eager, ONNX Runtime} × {unfolded, folded} × {CPU, CUDA}. CUDA is decided at run time:
-PyTorch's when ``torch.cuda.is_available()`` and a forward pass on the device works; ONNX
-Runtime's when the CUDA execution provider really runs the session (``get_providers()[0]``;
-ORT silently falls back to the CPU when its CUDA libraries are missing). A variant that cannot
-run here is kept as an :class:`Unavailable` with its reason, never raised.
+{PyTorch eager, ONNX Runtime} × {unfolded, folded} × {CPU, CUDA}: a list of
+:class:`export.runtimes.variant.Variant`, opened by the one runtime layer
+(:func:`export.runtimes.open.open_variant`), which decides CUDA at run time and explains every
+variant that cannot run here (kept as an :class:`~export.runtimes.errors.Unavailable`). This
+module adds what the page shows: titles, and what each model is made of (:class:`ModelFacts`).
 
-Every runtime takes the same input, a float32 N×3×H×W array already normalised, and returns
-the logits as a float32 array, so timings compare like with like (host → device → host
-copies included for CUDA). The float64 PyTorch forward of the unfolded network is the
+Every runner takes the same input, a float32 N×3×H×W array already normalised, and returns its
+outputs as float32 arrays (``logits`` first), so timings compare like with like (host → device
+→ host copies included for CUDA). The float64 PyTorch forward of the unfolded network is the
 reference the others are measured against.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import io
 import logging
 import tempfile
@@ -31,42 +29,40 @@ import torch
 from torch import nn
 
 from bnfold.checkpoint import Checkpoint, load_checkpoint
-from export.runtimes import CPU as ORT_CPU
-from export.runtimes import CUDA as ORT_CUDA
-from export.runtimes import (
-    ORT_CUDA_OPTIONS,
-    no_tf32,
-    ort_cuda_reason,
-    torch_cuda_unavailable,
+from export.runtimes.errors import Unavailable
+from export.runtimes.open import Sources, open_variant
+from export.runtimes.runner import Runner
+from export.runtimes.torch_runner import float64_reference
+from export.runtimes.variant import (
+    DEVICES,
+    FOLDED,
+    ONNXRUNTIME,
+    PYTORCH,
+    UNFOLDED,
+    OrtOptions,
+    TorchOptions,
+    Variant,
 )
 
 log = logging.getLogger(__name__)
 
-PYTORCH = "PyTorch eager"
-ONNXRUNTIME = "ONNX Runtime"
-BACKENDS = (PYTORCH, ONNXRUNTIME)
-DEVICES = ("cpu", "cuda")
+TITLES = {PYTORCH: "PyTorch eager", ONNXRUNTIME: "ONNX Runtime"}
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One combination of runtime, folding and device."""
-
-    backend: str  # PYTORCH or ONNXRUNTIME
-    folded: bool
-    device: str  # "cpu" or "cuda"
-
-    @property
-    def name(self) -> str:
-        return f"{self.backend} · {'folded' if self.folded else 'unfolded'} · {self.device.upper()}"
+def demo_variants(threads: int = 1) -> list[Variant]:
+    """The eight variants, CPU first; ONNX Runtime with ``threads`` intra-op threads."""
+    options = {PYTORCH: TorchOptions("inference_mode"), ONNXRUNTIME: OrtOptions(threads=threads)}
+    return [
+        Variant(runtime, folded, device, options[runtime])
+        for device in DEVICES
+        for runtime in (PYTORCH, ONNXRUNTIME)
+        for folded in (False, True)
+    ]
 
 
-ALL_VARIANTS = tuple(
-    Variant(backend, folded, device)
-    for device in DEVICES
-    for backend in BACKENDS
-    for folded in (False, True)
-)
+def title(variant: Variant) -> str:
+    """``"PyTorch eager · folded · CPU"``: how the page names a variant."""
+    return f"{TITLES[variant.runtime]} · {variant.kind} · {variant.device.upper()}"
 
 
 @dataclass(frozen=True)
@@ -79,48 +75,20 @@ class ModelFacts:
     size_bytes: int  # the serialised weights (PyTorch) or the .onnx file (ONNX Runtime)
 
 
-@dataclass(frozen=True)
-class Unavailable:
-    """A variant this machine cannot run, and why."""
-
-    variant: Variant
-    reason: str
-
-
-class Runtime:
-    """A loaded variant: call it with a normalised float32 batch, get float32 logits back."""
-
-    def __init__(
-        self,
-        variant: Variant,
-        device_label: str,
-        facts: ModelFacts,
-        run: Callable[[np.ndarray], np.ndarray],
-    ) -> None:
-        self.variant = variant
-        self.device_label = device_label  # the device name or ORT execution provider
-        self.facts = facts
-        self._run = run
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self._run(batch)
-
-    def __repr__(self) -> str:
-        return f"Runtime({self.variant.name!r}, {self.device_label!r})"
-
-
 @dataclass
 class RuntimeSet:
-    """Everything the demo runs, loaded once: the runtimes, the reference, the two networks."""
+    """Everything the demo runs, loaded once: the runners, the reference, the two networks."""
 
     checkpoint: Checkpoint
     unfolded: nn.Module  # CPU, float32, eval mode
     folded: nn.Module
     fold_report: Any  # bnfold.FoldReport
     onnx_paths: dict[bool, Path]  # folded? -> file
-    available: list[Runtime]
+    all_variants: list[Variant]
+    available: list[Runner]
     unavailable: list[Unavailable]
-    reference_model: nn.Module  # the unfolded network in float64 on the CPU
+    facts: dict[Variant, ModelFacts]
+    reference_outputs: Callable[[np.ndarray], dict[str, np.ndarray]]  # unfolded, float64, CPU
     # Timed runs take turns: concurrent runs would time each other, and CUDA work is serialised.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -142,14 +110,13 @@ class RuntimeSet:
 
     def reference(self, batch: np.ndarray) -> np.ndarray:
         """float64 logits of the unfolded network: the yardstick for every variant."""
-        with torch.inference_mode():
-            return self.reference_model(torch.from_numpy(batch).double()).numpy()
+        return self.reference_outputs(batch)["logits"]
 
-    def variants(self) -> Iterator[tuple[Variant, Runtime | Unavailable]]:
-        """All variants in :data:`ALL_VARIANTS` order, each runtime or reason."""
-        found: dict[Variant, Runtime | Unavailable] = {r.variant: r for r in self.available}
+    def variants(self) -> Iterator[tuple[Variant, Runner | Unavailable]]:
+        """All variants in :func:`demo_variants` order, each runner or reason."""
+        found: dict[Variant, Runner | Unavailable] = {r.variant: r for r in self.available}
         found.update({u.variant: u for u in self.unavailable})
-        for variant in ALL_VARIANTS:
+        for variant in self.all_variants:
             if variant in found:
                 yield variant, found[variant]
 
@@ -162,7 +129,7 @@ def load_runtimes(
     threads: int = 1,
     devices: tuple[str, ...] = DEVICES,
 ) -> RuntimeSet:
-    """Load the checkpoint, fold it, open both ONNX files on every device that works.
+    """Load the checkpoint, fold it, open every variant on the devices asked for.
 
     ``threads`` is ONNX Runtime's intra-op thread count (PyTorch's is process-wide: the CLI sets
     it). Only a broken checkpoint raises; a variant that cannot load becomes :class:`Unavailable`.
@@ -175,69 +142,40 @@ def load_runtimes(
     ckpt = load_checkpoint(checkpoint)
     unfolded = ckpt.build_model(allow_folded=False)
     height, width = ckpt.input_size
-    example = torch.zeros(1, 3, height, width)
-    result = bnfold.fold(unfolded, example)
+    result = bnfold.fold(unfolded, torch.zeros(1, 3, height, width))
     folded = result.model.eval()
-    onnx_paths = {False: Path(unfolded_onnx), True: Path(folded_onnx)}
-    available: list[Runtime] = []
+    files = {UNFOLDED: Path(unfolded_onnx), FOLDED: Path(folded_onnx)}
+    sources = Sources(unfolded, folded, files, (height, width))
+    variants = demo_variants(threads)
+    available: list[Runner] = []
     unavailable: list[Unavailable] = []
-    for variant in ALL_VARIANTS:
+    facts: dict[Variant, ModelFacts] = {}
+    for variant in variants:
         if variant.device not in devices:
             reason = f"not loaded: only {', '.join(devices)} asked for (python -m demo --cpu-only)"
-            unavailable.append(Unavailable(variant, reason))
-    for device in devices:
-        for is_folded, model in ((False, unfolded), (True, folded)):
-            outcome = torch_runtime(model, Variant(PYTORCH, is_folded, device), example)
-            (available if isinstance(outcome, Runtime) else unavailable).append(outcome)
-        for is_folded in (False, True):
-            variant = Variant(ONNXRUNTIME, is_folded, device)
-            outcome = ort_runtime(onnx_paths[is_folded], variant, threads=threads)
-            (available if isinstance(outcome, Runtime) else unavailable).append(outcome)
-    for item in unavailable:
-        log.info("%s unavailable: %s", item.variant.name, item.reason)
+            unavailable.append(Unavailable(reason, variant))
+            continue
+        opened = open_variant(variant, sources)
+        if isinstance(opened, Unavailable):
+            unavailable.append(opened)
+            continue
+        available.append(opened)
+        if variant.runtime == PYTORCH:
+            facts[variant] = torch_facts(sources.model(variant.folded))
+        else:
+            facts[variant] = onnx_facts(sources.onnx(variant.folded), variant.options)
     return RuntimeSet(
         checkpoint=ckpt,
         unfolded=unfolded,
         folded=folded,
         fold_report=result.report,
-        onnx_paths=onnx_paths,
+        onnx_paths={False: files[UNFOLDED], True: files[FOLDED]},
+        all_variants=variants,
         available=available,
         unavailable=unavailable,
-        reference_model=copy.deepcopy(unfolded).double(),
+        facts=facts,
+        reference_outputs=float64_reference(unfolded),
     )
-
-
-# ----------------------------------------------------------------------------------------------
-# PyTorch eager
-
-
-def torch_runtime(
-    model: nn.Module, variant: Variant, example: torch.Tensor
-) -> Runtime | Unavailable:
-    """``model`` on ``variant.device`` as a :class:`Runtime` (the caller's model is not moved)."""
-    if variant.device == "cuda":
-        reason = torch_cuda_unavailable()
-        if reason is not None:
-            return Unavailable(variant, reason)
-    device = torch.device(variant.device)
-    facts = torch_facts(model)
-    try:
-        placed = copy.deepcopy(model).to(device).eval()
-        with torch.inference_mode():
-            placed(example.to(device))  # fail here, not on the first request
-    except (RuntimeError, AssertionError) as e:  # torch raises both for a broken CUDA setup
-        return Unavailable(variant, f"PyTorch could not run on {device}: {_first_line(e)}")
-    label = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    # Full fp32 on CUDA: cuDNN convolutions default to TF32, whose ~5e-4 relative error per
-    # product would show up as a difference folding did not cause.
-    precision = no_tf32 if device.type == "cuda" else contextlib.nullcontext
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), precision():
-            logits = placed(torch.from_numpy(batch).to(device))
-            return logits.float().cpu().numpy()
-
-    return Runtime(variant, label, facts, run)
 
 
 def torch_facts(model: nn.Module) -> ModelFacts:
@@ -259,52 +197,6 @@ def _fx_ops(model: nn.Module) -> int | None:
     return sum(node.op in compute for node in graph.nodes)
 
 
-# ----------------------------------------------------------------------------------------------
-# ONNX Runtime
-
-
-def ort_runtime(path: Path, variant: Variant, *, threads: int = 1) -> Runtime | Unavailable:
-    """An ORT session for ``path`` on ``variant.device``, or the reason there is none."""
-    import onnxruntime as ort
-
-    # use_tf32=0: full fp32, as for PyTorch (see torch_runtime).
-    cuda = (ORT_CUDA, ORT_CUDA_OPTIONS)
-    providers = [ORT_CPU] if variant.device == "cpu" else [cuda, ORT_CPU]
-    if variant.device == "cuda":
-        reason = ort_cuda_reason(ort.get_available_providers(), None)
-        if reason is not None:
-            return Unavailable(variant, reason)
-    with tempfile.TemporaryDirectory(prefix="rmb-demo-ort-") as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: not the "optimized model" notice
-        # The graph ORT really runs (after its own fusions) is counted from this copy; should
-        # an execution provider refuse to serialise it, the session is made without the copy.
-        optimized = Path(tmp) / "optimized.onnx"
-        options.optimized_model_filepath = str(optimized)
-        try:
-            session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception:  # ORT raises its own Fail/InvalidGraph/... types
-            options.optimized_model_filepath = ""
-            try:
-                session = ort.InferenceSession(str(path), options, providers=providers)
-            except Exception as e:
-                reason = f"ONNX Runtime could not load {path.name}: {_first_line(e)}"
-                return Unavailable(variant, reason)
-        if variant.device == "cuda":
-            reason = ort_cuda_reason(ort.get_available_providers(), session.get_providers())
-            if reason is not None:
-                return Unavailable(variant, reason)
-        facts = onnx_facts(path, optimized)
-    input_name = session.get_inputs()[0].name
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: batch})[0]
-
-    return Runtime(variant, session.get_providers()[0], facts, run)
-
-
 def onnx_op_counts(path: Path) -> Counter[str]:
     """Node count per op type in the main graph of an ONNX file."""
     import onnx
@@ -313,17 +205,20 @@ def onnx_op_counts(path: Path) -> Counter[str]:
     return Counter(node.op_type for node in model.graph.node)
 
 
-def onnx_facts(path: Path, optimized: Path | None = None) -> ModelFacts:
-    """BatchNormalization nodes as stored and as ORT runs them, node count, file size."""
+def onnx_facts(path: Path, options: OrtOptions | None = None) -> ModelFacts:
+    """BatchNormalization nodes as stored and as ORT runs them (its own fusions done on the
+    CPU at ``options``' level), node count, file size."""
+    from export.runtimes.sessions import ort_session
+
     counts = onnx_op_counts(path)
     run = None
-    if optimized is not None and optimized.is_file():
-        run = onnx_op_counts(optimized).get("BatchNormalization", 0)
+    with tempfile.TemporaryDirectory(prefix="rmb-demo-ort-") as tmp:
+        optimized = Path(tmp) / "optimized.onnx"
+        try:
+            ort_session(path, options, optimized_to=optimized)
+            run = onnx_op_counts(optimized).get("BatchNormalization", 0)
+        except Exception as e:  # ORT raises its own types; then the table shows no count
+            log.info("could not count the nodes ORT runs for %s: %s", path.name, e)
     return ModelFacts(
         counts.get("BatchNormalization", 0), run, sum(counts.values()), path.stat().st_size
     )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:200]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pandas as pd
 
 from demo.inference import Classification, Throughput
-from demo.runtimes import ONNXRUNTIME, PYTORCH, RuntimeSet
+from demo.runtimes import TITLES, RuntimeSet, title
+from export.runtimes.variant import PYTORCH, Variant
 
 TABLE_HEADERS = [
     "runtime",
@@ -41,7 +42,7 @@ def classification_table(result: Classification) -> pd.DataFrame:
             bn = str(facts.batchnorm_ops)
         else:
             bn = f"{facts.batchnorm_ops} (ORT runs {facts.batchnorm_ops_run})"
-        if r.variant.backend == ONNXRUNTIME:
+        if r.variant.runtime != PYTORCH:
             device = f"{r.variant.device.upper()} ({r.device_label})"
         elif r.variant.device == "cuda":
             device = f"CUDA ({r.device_label})"
@@ -49,7 +50,7 @@ def classification_table(result: Classification) -> pd.DataFrame:
             device = "CPU"
         rows.append(
             [
-                r.variant.backend,
+                TITLES[r.variant.runtime],
                 "yes" if r.variant.folded else "no",
                 device,
                 r.prediction,
@@ -69,19 +70,16 @@ def latency_frame(result: Classification) -> pd.DataFrame:
     """p50 latency per variant, for the bar chart."""
     return pd.DataFrame(
         {
-            "variant": [
-                _short(r.variant.backend, r.variant.folded, r.variant.device)
-                for r in result.results
-            ],
+            "variant": [_short(r.variant) for r in result.results],
             "p50 ms": [r.p50_ms for r in result.results],
             "BatchNorm": ["folded" if r.variant.folded else "unfolded" for r in result.results],
         }
     )
 
 
-def _short(backend: str, folded: bool, device: str) -> str:
-    name = "PyTorch" if backend == PYTORCH else "ORT"
-    return f"{name} {device.upper()} {'folded' if folded else 'unfolded'}"
+def _short(variant: Variant) -> str:
+    name = "PyTorch" if variant.runtime == PYTORCH else "ORT"
+    return f"{name} {variant.device.upper()} {variant.kind}"
 
 
 def unavailable_markdown(runtimes: RuntimeSet) -> str:
@@ -89,7 +87,7 @@ def unavailable_markdown(runtimes: RuntimeSet) -> str:
     if not runtimes.unavailable:
         return "All eight variants run on this machine."
     lines = [f"**Not available here** ({len(runtimes.unavailable)} of 8):"]
-    lines += [f"- {u.variant.name}: {u.reason}" for u in runtimes.unavailable]
+    lines += [f"- {title(u.variant)}: {u.reason}" for u in runtimes.unavailable]
     return "\n".join(lines)
 
 
@@ -97,7 +95,7 @@ def sweep_table(points: list[Throughput]) -> pd.DataFrame:
     """Images per second: one row per batch size, one column per variant."""
     columns: dict[str, dict[int, float]] = {}
     for p in points:
-        name = _short(p.variant.backend, p.variant.folded, p.variant.device) + " img/s"
+        name = _short(p.variant) + " img/s"
         columns.setdefault(name, {})[p.batch_size] = round(p.images_per_s, 1)
     sizes = sorted({p.batch_size for p in points})
     frame = pd.DataFrame({"batch size": sizes})
@@ -112,7 +110,7 @@ def speedup_markdown(points: list[Throughput]) -> str:
         return ""
     largest = max(p.batch_size for p in points)
     at = {
-        (p.variant.backend, p.variant.device, p.variant.folded): p
+        (TITLES[p.variant.runtime], p.variant.device, p.variant.folded): p
         for p in points
         if p.batch_size == largest
     }

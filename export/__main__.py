@@ -121,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
     for path in result.written:
         print(f"wrote {path}")
     if not report.passed:
-        print("\nparity FAILED:", file=sys.stderr)
+        published = "" if args.verify_only else " (nothing was published)"
+        print(f"\nparity FAILED{published}:", file=sys.stderr)
         print(report.to_table(report.failing()), file=sys.stderr)
         return 1
     print(f"parity passed: {report.summary()}")

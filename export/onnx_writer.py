@@ -126,8 +126,9 @@ def check(proto: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"the exported model fails onnx.checker: {first}") from e
+        from export.runtimes.errors import first_line
+
+        raise ExportError(f"the exported model fails onnx.checker: {first_line(e)}") from e
 
 
 def save(proto: onnx.ModelProto, path: str | Path) -> None:

@@ -3,30 +3,40 @@
 Reference: the unfolded PyTorch model in float64 on the CPU (:func:`bnfold.parity.compare`).
 Variants: PyTorch fp32 unfolded/folded; onnxruntime CPU unfolded/folded with graph optimisations
 disabled and at the default level (which runs ORT's own Conv+BN fusion on the unfolded file); and,
-where CUDA is present, PyTorch CUDA and the ORT CUDA provider, unfolded/folded. A variant that
-cannot run here becomes a ``"not run"`` row with the reason, never a silent gap.
+where CUDA is present, PyTorch CUDA and the ORT CUDA provider, unfolded/folded. A CUDA variant
+that cannot run here becomes a ``"not run"`` row with the reason, never a silent gap; a CPU
+variant that does not open is a failure (the CPU is always here).
 
-Pass: every element within ``atol + rtol·|ref|`` and the argmax identical to the reference on every
-input. CPU: atol 1e-5, rtol 1e-4 — a few hundred fp32 products per logit put the rounding error
-around 1e-6 relative, so this leaves room for summation order and nothing else. CUDA: atol 1e-4,
-rtol 1e-3, with TF32 disabled (:func:`export.runtimes.no_tf32`): cuDNN chooses among algorithms
+Every output the reference has is compared (``logits`` and any other, by name), with the same
+tolerances. Pass: every element within ``atol + rtol·|ref|``, the argmax identical to the
+reference on every input, and every value of the variant and the reference finite: a NaN or an
+Inf is a failure even where both agree on it (a NaN model is not "exactly folded").
+
+CPU: atol 1e-5, rtol 1e-4 — a few hundred fp32 products per logit put the rounding error around
+1e-6 relative, so this leaves room for summation order and nothing else. CUDA: atol 1e-4, rtol
+1e-3, with TF32 off (:func:`export.runtimes.torch_runner.no_tf32`): cuDNN chooses among algorithms
 (implicit GEMM, Winograd, FFT) whose transforms round differently from a direct sum; Winograd's
 are known to lose about an order of magnitude of fp32 accuracy. Argmax agreement stays exact.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from tqdm import tqdm
 
 from export.inputs import ParityInput
-from export.runtimes import CPU, CUDA, OrtModel, ProviderUnavailable
+from export.runtimes.errors import Unavailable
+from export.runtimes.open import Sources, open_variant
+from export.runtimes.runner import Runner
+from export.runtimes.variant import ONNXRUNTIME, PYTORCH, OrtOptions, TorchOptions, Variant
 
 log = logging.getLogger(__name__)
 
@@ -45,37 +55,21 @@ CPU_TOLERANCE = Tolerance(atol=1e-5, rtol=1e-4)
 CUDA_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-3)
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One way of running one of the two models."""
-
-    name: str
-    runtime: str  # "pytorch" | "onnxruntime"
-    provider: str  # "torch-cpu", "torch-cuda", or an ORT execution provider
-    folded: bool
-    opt_level: str | None = None  # ORT graph optimisation level
-
-    @property
-    def cuda(self) -> bool:
-        return self.provider in ("torch-cuda", CUDA)
-
-    @property
-    def tolerance(self) -> Tolerance:
-        return CUDA_TOLERANCE if self.cuda else CPU_TOLERANCE
+def tolerance(variant: Variant) -> Tolerance:
+    return CUDA_TOLERANCE if variant.cuda else CPU_TOLERANCE
 
 
 def variants() -> list[Variant]:
     """Every variant a parity run covers, CPU first."""
     out = []
     for folded in (False, True):
-        kind = "folded" if folded else "unfolded"
-        out.append(Variant(f"pytorch-cpu/{kind}", "pytorch", "torch-cpu", folded))
+        out.append(Variant(PYTORCH, folded, "cpu", TorchOptions("no_grad"), "pytorch-cpu"))
         for level in ("disabled", "default"):
-            out.append(Variant(f"ort-cpu-opt-{level}/{kind}", "onnxruntime", CPU, folded, level))
+            family = f"ort-cpu-opt-{level}"
+            out.append(Variant(ONNXRUNTIME, folded, "cpu", OrtOptions(level), family))
     for folded in (False, True):
-        kind = "folded" if folded else "unfolded"
-        out.append(Variant(f"pytorch-cuda/{kind}", "pytorch", "torch-cuda", folded))
-        out.append(Variant(f"ort-cuda/{kind}", "onnxruntime", CUDA, folded, "default"))
+        out.append(Variant(PYTORCH, folded, "cuda", TorchOptions("no_grad"), "pytorch-cuda"))
+        out.append(Variant(ONNXRUNTIME, folded, "cuda", OrtOptions("default"), "ort-cuda"))
     return out
 
 
@@ -87,12 +81,13 @@ class ParityRow:
     provider: str
     folded: bool
     opt_level: str | None
-    status: str  # "run" | "not run"
+    status: str  # "run" | "not run" (CUDA absent) | "failed to open" (a CPU variant)
     reason: str | None
     max_abs_err: float | None
     max_rel_err: float | None  # max |Δ| / max |ref|, per output: scale-free
     tolerance_ratio: float | None  # max |Δ| / (atol + rtol·|ref|): pass iff <= 1
     argmax_agreement: float | None  # fraction of samples whose argmax matches the reference
+    finite: bool | None  # every value of this variant and of the reference finite
     atol: float
     rtol: float
     passed: bool | None  # None when not run
@@ -104,14 +99,17 @@ class ParityReport:
 
     rows: list[ParityRow]
     inputs: list[dict[str, Any]]  # {"name", "shape"} per input batch
+    outputs: list[str]  # the reference's output names, all compared
+    checkpoint_sha256: str | None = None  # what the proof is of (export.proof checks it)
+    files: dict[str, dict[str, str]] | None = None  # kind → {"name", "sha256"} of the files
 
     @property
     def passed(self) -> bool:
         ran = [r for r in self.rows if r.status == "run"]
-        return bool(ran) and all(r.passed for r in ran)
+        return bool(ran) and not self.failing()
 
     def failing(self) -> list[ParityRow]:
-        return [r for r in self.rows if r.status == "run" and not r.passed]
+        return [r for r in self.rows if r.status != "not run" and not r.passed]
 
     def summary(self) -> str:
         ran = [r for r in self.rows if r.status == "run"]
@@ -125,7 +123,11 @@ class ParityReport:
         return {
             "passed": self.passed,
             "reference": REFERENCE,
-            "criterion": "max|Δ| <= atol + rtol·|ref| elementwise, argmax identical on every input",
+            "criterion": "max|Δ| <= atol + rtol·|ref| elementwise, argmax identical on every "
+            "input, every value finite",
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "files": self.files,
+            "outputs": self.outputs,
             "inputs": self.inputs,
             "rows": [asdict(r) for r in self.rows],
         }
@@ -155,9 +157,10 @@ class ParityReport:
             "",
             f"**{'PASSED' if self.passed else 'FAILED'}**: {self.summary()}.",
             "",
-            f"Reference: {REFERENCE}. Pass: every element within atol + rtol·|ref| (tol ratio "
-            "<= 1) and the argmax identical to the reference on every input. max rel err is "
-            "max |Δ| / max |ref|. CUDA variants run with TF32 off.",
+            f"Reference: {REFERENCE}; outputs compared: {', '.join(self.outputs)}. Pass: every "
+            "element within atol + rtol·|ref| (tol ratio <= 1), the argmax identical to the "
+            "reference on every input, every value finite. max rel err is max |Δ| / max |ref|. "
+            "CUDA variants run with TF32 off.",
             "",
             "| " + " | ".join(header) + " |",
             "|" + "---|" * len(header),
@@ -172,7 +175,7 @@ class ParityReport:
 
 def _cells(r: ParityRow) -> tuple[str, ...]:
     if r.status != "run":
-        return (r.variant, r.provider, "-", "-", "-", "-", f"not run: {r.reason}")
+        return (r.variant, r.provider, "-", "-", "-", "-", f"{r.status}: {r.reason}")
     return (
         r.variant,
         r.provider,
@@ -180,45 +183,51 @@ def _cells(r: ParityRow) -> tuple[str, ...]:
         f"{r.max_rel_err:.2e}",
         f"{r.tolerance_ratio:.3f}",
         f"{100 * r.argmax_agreement:.1f}%",
-        "pass" if r.passed else "FAIL",
+        "pass" if r.passed else ("FAIL" if r.finite else "FAIL (non-finite)"),
     )
 
 
 def _row(variant: Variant, **measured: Any) -> ParityRow:
-    tol = variant.tolerance
-    fields = {
-        "reason": None,
-        "max_abs_err": None,
-        "max_rel_err": None,
-        "tolerance_ratio": None,
-        "argmax_agreement": None,
-        "passed": None,
-        **measured,
-    }
+    tol = tolerance(variant)
+    fields = dict.fromkeys(
+        ("reason", "max_abs_err", "max_rel_err", "tolerance_ratio", "argmax_agreement"), None
+    )
+    fields |= {"finite": None, "passed": None, **measured}
+    opt_level = variant.options.level if variant.runtime == ONNXRUNTIME else None
     return ParityRow(
         variant=variant.name,
         provider=variant.provider,
         folded=variant.folded,
-        opt_level=variant.opt_level,
+        opt_level=opt_level,
         atol=tol.atol,
         rtol=tol.rtol,
         **fields,
     )
 
 
-def _candidate(variant: Variant, models: dict[bool, Any], files: dict[str, Path]):
-    """The callable that runs ``variant``; ProviderUnavailable when it cannot run here."""
-    from export.runtimes import ort_session, torch_cuda_unavailable
+class _Finite:
+    """Calls ``fn`` and remembers whether every value it returned was finite."""
 
-    if variant.runtime == "pytorch":
-        if not variant.cuda:
-            return models[variant.folded]
-        reason = torch_cuda_unavailable()
-        if reason:
-            raise ProviderUnavailable(reason)
-        return copy.deepcopy(models[variant.folded]).to("cuda")
-    path = files["folded" if variant.folded else "unfolded"]
-    return OrtModel(ort_session(path, provider=variant.provider, opt_level=variant.opt_level))
+    def __init__(self, fn: Callable[[Any], dict[str, Any]]) -> None:
+        self.fn, self.finite = fn, True
+
+    def __call__(self, x: Any) -> dict[str, Any]:
+        out = self.fn(x)
+        self.finite &= all(bool(np.isfinite(np.asarray(v)).all()) for v in out.values())
+        return out
+
+
+def _as_candidate(runner: Runner, names: list[str]) -> Callable[[torch.Tensor], dict]:
+    """``runner`` on a float32 tensor, the reference's outputs only, in the reference's order."""
+
+    def run(x: torch.Tensor) -> dict[str, np.ndarray]:
+        out = runner(x.detach().cpu().numpy())
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise ValueError(f"{runner.variant.name} has no output {', '.join(missing)}")
+        return {n: out[n] for n in names}
+
+    return run
 
 
 def prove_parity(
@@ -230,26 +239,32 @@ def prove_parity(
 ) -> ParityReport:
     """Run every variant on ``inputs`` against the float64 unfolded reference."""
     from bnfold.parity import compare
-    from export.runtimes import no_tf32
+    from export.runtimes.torch_runner import float64_reference
 
     if not inputs:
         raise ValueError("prove_parity needs at least one input batch")
-    models = {False: unfolded, True: folded}
     batches = [i.images for i in inputs]
+    size = tuple(batches[0].shape[-2:])
+    sources = Sources(unfolded, folded, files, size)
+    reference = _Finite(float64_reference(unfolded))
+    names = list(reference(batches[0][:1]))
     chosen = variant_list or variants()
     rows: dict[str, ParityRow] = {}
-    runnable: dict[Tolerance, dict[str, Any]] = {}
+    runnable: dict[Tolerance, dict[str, _Finite]] = {}
     for variant in chosen:
-        try:
-            candidate = _candidate(variant, models, files)
-        except ProviderUnavailable as e:
-            rows[variant.name] = _row(variant, status="not run", reason=str(e))
-            log.debug("%s not run: %s", variant.name, e)
+        runner = open_variant(variant, sources)
+        if isinstance(runner, Unavailable):
+            status = "not run" if variant.cuda else "failed to open"
+            rows[variant.name] = _row(variant, status=status, reason=runner.reason)
+            if not variant.cuda:
+                rows[variant.name].passed = False
             continue
-        runnable.setdefault(variant.tolerance, {})[variant.name] = candidate
+        group = runnable.setdefault(tolerance(variant), {})
+        group[variant.name] = _Finite(_as_candidate(runner, names))
     by_name = {v.name: v for v in chosen}
     # One compare per tolerance: the float64 reference (slow on CPU) runs once per group.
     for tol, candidates in runnable.items():
+        reference.finite = True
         progress = tqdm(
             batches,
             desc=f"parity ({len(candidates)} variants)",
@@ -257,9 +272,9 @@ def prove_parity(
             leave=False,
             disable=None,
         )
-        with no_tf32():
-            result = compare(unfolded, candidates, progress, atol=tol.atol, rtol=tol.rtol)
+        result = compare(reference, candidates, progress, atol=tol.atol, rtol=tol.rtol)
         for name, res in result.candidates.items():
+            finite = candidates[name].finite and reference.finite
             rows[name] = _row(
                 by_name[name],
                 status="run",
@@ -267,11 +282,12 @@ def prove_parity(
                 max_rel_err=res.max_rel_error,
                 tolerance_ratio=res.tolerance_ratio,
                 argmax_agreement=res.argmax_agreement,
-                passed=res.passed,
+                finite=finite,
+                passed=res.passed and finite,
             )
-            log.debug("%s: %s", name, res)
+            log.debug("%s: %s (finite: %s)", name, res, finite)
     shapes = [{"name": i.name, "shape": list(i.images.shape)} for i in inputs]
-    return ParityReport([rows[v.name] for v in chosen], shapes)
+    return ParityReport([rows[v.name] for v in chosen], shapes, names)
 
 
 def write_parity(report: ParityReport, out: str | Path) -> list[Path]:

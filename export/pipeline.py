@@ -1,4 +1,9 @@
-"""The whole export of one checkpoint: fold, write both ONNX files, prove parity, serve.
+"""The whole export of one checkpoint: fold, write both ONNX files, prove parity, publish.
+
+Proof before publication: the files and the parity report are written into a temp folder beside
+``--out`` and moved into place only after parity passes, report last, so a kill, a bad
+``--data`` or a failed parity run leaves no unproven file where the demo looks
+(:mod:`export.proof`).
 
 The library half of ``python -m export`` (:func:`export_checkpoint` and :func:`verify_files`);
 the CLI turns flags into an :class:`ExportConfig` and prints what comes back.
@@ -7,6 +12,7 @@ the CLI turns flags into an :class:`ExportConfig` and prints what comes back.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,37 +140,27 @@ def _check_bn_count(kind: str, proto, source: _Source, path: Path | str) -> None
 
 
 def export_checkpoint(cfg: ExportConfig) -> ExportResult:
-    """Write both ONNX files, ``parity.json``/``parity.md`` and (if asked) a Triton repository."""
-    from export import metadata, onnx_writer
-    from export.parity_run import prove_parity, write_parity
+    """Prove, then publish, both ONNX files and ``parity.json``/``parity.md``; then Triton.
 
-    onnx_writer.check_opset(cfg.opset, cfg.exporter)
+    When parity fails nothing is published: the result's ``files`` and ``written`` are empty
+    and the report says what failed.
+    """
+    from export.onnx_writer import check_opset
+
+    check_opset(cfg.opset, cfg.exporter)
     out = Path(cfg.out)
     _prepare_out(out)
     source = _load_source(cfg.checkpoint)
-    files = onnx_paths(out, cfg.checkpoint)
-    models = {UNFOLDED: source.unfolded, FOLDED: source.folded}
-    written: list[Path] = []
-    for kind in tqdm(files, desc="export", unit="file", leave=False, disable=None):
-        proto = onnx_writer.to_onnx(
-            models[kind], source.input_size, opset=cfg.opset, exporter=cfg.exporter
-        )
-        _check_bn_count(kind, proto, source, files[kind])
-        meta = metadata.build_metadata(
-            source.ckpt,
-            checkpoint_sha256=source.sha256,
-            fold_report=source.fold_report,
-            folded=kind == FOLDED,
-            exporter=cfg.exporter,
-        )
-        proto = metadata.with_metadata(proto, meta)
-        onnx_writer.check(proto)
-        onnx_writer.save(proto, files[kind])
-        written.append(files[kind])
-        log.info("wrote %s (opset %d, %s exporter)", files[kind], cfg.opset, cfg.exporter)
-
-    report = prove_parity(source.unfolded, source.folded, files, _inputs(source, cfg.data))
-    written += write_parity(report, out)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
+        staged = _write_and_prove(cfg, source, Path(tmp))
+        if not staged.parity.passed:
+            return ExportResult({}, staged.parity)
+        # Report last: until it is in place, the files it proves are not served.
+        files = {kind: out / path.name for kind, path in staged.files.items()}
+        for path in staged.written:
+            os.replace(path, out / path.name)
+    written = [out / p.name for p in staged.written]
+    log.info("published %s", ", ".join(str(p) for p in written))
     if cfg.triton_repo is not None:
         from export.triton import write_repository
 
@@ -176,7 +172,44 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
             max_batch_size=cfg.triton_max_batch_size,
             cpu_only=cfg.triton_cpu_only,
         )
-    return ExportResult(files, report, written)
+    return ExportResult(files, staged.parity, written)
+
+
+def _write_and_prove(cfg: ExportConfig, source: _Source, stage: Path) -> ExportResult:
+    """Both ONNX files and the parity report in ``stage``, the files first."""
+    from export import metadata, onnx_writer
+    from export.parity_run import prove_parity, write_parity
+
+    files = onnx_paths(stage, cfg.checkpoint)
+    models = {UNFOLDED: source.unfolded, FOLDED: source.folded}
+    for kind in tqdm(files, desc="export", unit="file", leave=False, disable=None):
+        proto = onnx_writer.to_onnx(
+            models[kind], source.input_size, opset=cfg.opset, exporter=cfg.exporter
+        )
+        _check_bn_count(kind, proto, source, files[kind].name)
+        meta = metadata.build_metadata(
+            source.ckpt,
+            checkpoint_sha256=source.sha256,
+            fold_report=source.fold_report,
+            folded=kind == FOLDED,
+            exporter=cfg.exporter,
+        )
+        proto = metadata.with_metadata(proto, meta)
+        onnx_writer.check(proto)
+        onnx_writer.save(proto, files[kind])
+        log.info("wrote %s (opset %d, %s exporter)", files[kind].name, cfg.opset, cfg.exporter)
+    report = _prove(source, files, cfg.data, prove_parity)
+    return ExportResult(files, report, [*files.values(), *write_parity(report, stage)])
+
+
+def _prove(source: _Source, files: dict[str, Path], data: str | None, prove_parity):
+    """The parity report of ``files``, recording what it proves (checkpoint and file sha256)."""
+    from export.metadata import sha256_file
+
+    report = prove_parity(source.unfolded, source.folded, files, _inputs(source, data))
+    report.checkpoint_sha256 = source.sha256
+    report.files = {k: {"name": p.name, "sha256": sha256_file(p)} for k, p in files.items()}
+    return report
 
 
 def verify_files(cfg: ExportConfig) -> ExportResult:
@@ -201,8 +234,7 @@ def verify_files(cfg: ExportConfig) -> ExportResult:
             )
         onnx_writer.check(proto)
         _check_bn_count(kind, proto, source, path)
-    report = prove_parity(source.unfolded, source.folded, files, _inputs(source, cfg.data))
-    return ExportResult(files, report)
+    return ExportResult(files, _prove(source, files, cfg.data, prove_parity))
 
 
 def _inputs(source: _Source, data: str | None):

@@ -1,33 +1,32 @@
 """Session fixtures for the demo tests: real artifacts made once, one real server for all.
 
-``demo_artifacts`` trains BN-LeNet on the real RMB photos (the course's defaults, about 5 s) and
-exports it with the real ``python -m export``; ``demo_server`` launches ``python -m demo`` on
-them in a subprocess on a free localhost port, exactly as a user would, and stops it at the end
-of the session. Test modules load this file with ``pytest_plugins = ["demo_fixtures"]``.
+``demo_artifacts`` trains BN-LeNet (the course's defaults, about 5 s) on the real RMB photos
+when ``RMB_DATA_DIR`` names them, else on as many synthetic notes (:mod:`train.synthetic`), so a
+fresh clone tests the demo too, and exports it with the real ``python -m export``;
+``demo_server`` launches ``python -m demo`` on them in a subprocess on a free localhost port,
+exactly as a user would, and stops it at the end of the session. Test modules load this file
+with ``pytest_plugins = ["demo_fixtures"]``.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 SERVER_UPLOAD_CAP_MB = 1  # small, so the over-cap upload test sends only ~1.5 MB
-SERVER_START_TIMEOUT_S = 120
+REPO = Path(__file__).resolve().parents[1]
+SYNTHETIC_PER_CLASS = 100  # as many as the real set has, so training takes as long
 
 
 @dataclass(frozen=True)
 class DemoArtifacts:
-    """A checkpoint trained on the real photos and its exported ONNX files."""
+    """A checkpoint trained on the real photos (or synthetic notes) and its exported ONNX files."""
 
     checkpoint: Path
     onnx_dir: Path
@@ -55,23 +54,26 @@ class DemoServer:
     upload_cap_bytes: int
 
 
-def _real_data_dir() -> Path:
-    # The session-scoped twin of conftest's ``rmb_data_dir`` (which is function-scoped).
+def _data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real photos named by RMB_DATA_DIR, else a synthetic set of the same size."""
+    from train.synthetic import ensure_synthetic
+
     value = os.environ.get("RMB_DATA_DIR", "")
-    if not value or not Path(value).is_dir():
-        pytest.skip("RMB_DATA_DIR is not set to a folder: the demo tests need the real RMB photos")
-    return Path(value)
+    if value and Path(value).is_dir():
+        return Path(value)
+    cache = tmp_path_factory.mktemp("synthetic")
+    return ensure_synthetic(cache, per_class=SYNTHETIC_PER_CLASS, progress=False)
 
 
 @pytest.fixture(scope="session")
 def demo_artifacts(tmp_path_factory: pytest.TempPathFactory) -> DemoArtifacts:
-    """Train (real photos, course defaults) and export with the real CLIs, once per session."""
+    """Train (course defaults) and export with the real CLIs, once per session."""
     from bnfold.checkpoint import load_checkpoint
     from export.__main__ import get_args_parser as export_parser
     from export.__main__ import main as export_main
     from train.trainer import TrainConfig, fit
 
-    data_dir = _real_data_dir()
+    data_dir = _data_dir(tmp_path_factory)
     root = tmp_path_factory.mktemp("demo-artifacts")
     checkpoint = root / "bn-lenet.pt"
     onnx_dir = root / "onnx"
@@ -96,28 +98,26 @@ def local_client(url: str) -> Any:
     return Client(url, verbose=False, ssl_verify=False)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start_demo(
+    artifacts: DemoArtifacts, root: Path, *flags: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str, Path]:
+    """``python -m demo`` on ``artifacts`` in a subprocess, serving: (process, url, log file)."""
+    from demo.process import ServerError
+    from demo.process import start_demo as start
 
-
-def _wait_until_serving(proc: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"python -m demo exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            if httpx.get(f"{url}gradio_api/info", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"python -m demo did not serve {url} in {SERVER_START_TIMEOUT_S} s:\n{_tail(log)}")
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    log = root / "server.log"
+    env = {
+        "GRADIO_TEMP_DIR": str(root / "gradio-cache"),
+        # This checkout's code, whichever checkout the venv was installed from.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        **(env or {}),
+    }
+    command = ["--checkpoint", str(artifacts.checkpoint), "--onnx-dir", str(artifacts.onnx_dir)]
+    try:
+        proc, url = start([*command, *flags], log, env=env, cwd=root)
+    except ServerError as e:
+        pytest.fail(str(e))
+    return proc, url, log
 
 
 @pytest.fixture(scope="session")
@@ -125,41 +125,15 @@ def demo_server(
     demo_artifacts: DemoArtifacts, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DemoServer]:
     """``python -m demo`` on the session's artifacts, on a free 127.0.0.1 port."""
+    from demo.process import stop
+
     root = tmp_path_factory.mktemp("demo-server")
-    port = free_port()
-    log = root / "server.log"
-    env = {
-        **os.environ,
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(root / "gradio-cache"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "demo",
-        "--checkpoint",
-        str(demo_artifacts.checkpoint),
-        "--onnx-dir",
-        str(demo_artifacts.onnx_dir),
-        "--port",
-        str(port),
-        "--max-upload-mb",
-        str(SERVER_UPLOAD_CAP_MB),
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    flags = ("--max-upload-mb", str(SERVER_UPLOAD_CAP_MB))
+    proc, url, log = start_demo(demo_artifacts, root, *flags)
     try:
-        _wait_until_serving(proc, url, log)
         yield DemoServer(url, log, demo_artifacts, SERVER_UPLOAD_CAP_MB * 2**20)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop(proc)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,21 +13,16 @@ import torch
 from factories import bn_lenet_with_running_stats
 
 import bnfold
-from benchmarks import sweep, timing
+from benchmarks import sweep
 from benchmarks.inference import JSON_NAME, MD_NAME, PNG_NAME, get_args_parser, main
-from benchmarks.ort_runners import OrtBackend, cpu_session
-from benchmarks.torch_runners import MODES, TorchBackend, compiler_unavailable
-from benchmarks.variants import (
-    BASELINE,
-    OrtOptions,
-    Runner,
-    TorchOptions,
-    Variant,
-    all_variants,
-    cpu_variants,
-    cuda_variants,
-)
+from benchmarks.variants import BASELINE, all_variants, cpu_variants, cuda_variants, how
 from export import onnx_writer
+from export.runtimes import timing
+from export.runtimes.errors import Unavailable
+from export.runtimes.open import Sources, open_variant
+from export.runtimes.runner import Bound
+from export.runtimes.torch_runner import compiler_unavailable
+from export.runtimes.variant import Variant
 from train.trainer import TrainConfig, fit
 
 LENET_FLOPS = 1_313_332  # tests/test_bench_flops.py: the hand count of the folded 2-class net
@@ -62,91 +57,35 @@ def _batch(n: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# Runners compute the network (what is timed is the real thing).
-
-
-@pytest.mark.parametrize("mode", [m for m in MODES if m != "compile"])
-@pytest.mark.parametrize("threads", [None, 1])
-def test_torch_runners_match_eager(nets, mode, threads):
-    model, folded, _ = nets
-    x = _batch(3)
-    runner = TorchBackend(folded, TorchOptions(mode, threads)).bind(x)
-    before = torch.get_num_threads()
-    with runner.setting():
-        runner.step()
-    assert torch.get_num_threads() == before  # the thread setting is restored
-    with torch.no_grad():
-        expected = model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(runner.read(), expected, atol=1e-5, rtol=1e-4)
-
-
-def test_torch_backend_leaves_the_callers_model_alone(nets):
-    model = nets[0]
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    backend = TorchBackend(model, TorchOptions("channels_last"))
-    backend.bind(_batch(2)).step()
-    assert backend.model is not model
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k])
-        assert v.is_contiguous()  # not converted to channels-last
-
-
-@pytest.mark.parametrize("io_binding", [False, True])
-@pytest.mark.parametrize(("level", "threads"), [("disabled", None), ("default", None), ("all", 1)])
-def test_ort_runners_match_a_plain_session(nets, io_binding, level, threads):
-    _, _, files = nets
-    options = OrtOptions(level, threads, io_binding)
-    backend = OrtBackend(files["folded"], options)
-    plain = cpu_session(files["unfolded"], OrtOptions("disabled"))
-    for n in (1, 5):  # two bindings of one session: each writes its own output
-        x = _batch(n)
-        runner = backend.bind(x)
-        runner.step()
-        (expected,) = plain.run(None, {"image": x})
-        np.testing.assert_allclose(runner.read(), expected, atol=1e-5, rtol=1e-4)
-        assert runner.read().shape == (n, 2)
-
-
-def test_io_binding_output_follows_the_bound_input(nets):
-    # Guards against timing a run whose output is never refreshed: same session, two inputs.
-    _, folded, files = nets
-    backend = OrtBackend(files["folded"], OrtOptions("all", 1, io_binding=True))
-    first, second = backend.bind(_batch(4)), backend.bind(-_batch(4))
-    first.step()
-    second.step()
-    with torch.no_grad():
-        np.testing.assert_allclose(
-            first.read(), folded(torch.from_numpy(_batch(4))).numpy(), atol=1e-5, rtol=1e-4
-        )
-        np.testing.assert_allclose(
-            second.read(), folded(torch.from_numpy(-_batch(4))).numpy(), atol=1e-5, rtol=1e-4
-        )
-
-
-def test_cuda_variants_refuse_without_io_binding(nets):
-    with pytest.raises(ValueError, match="IO binding"):
-        OrtBackend(nets[2]["folded"], OrtOptions("default", io_binding=False), device="cuda")
+# Parity of a timed output (the runners themselves: tests/test_export_runtimes.py)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback")
 @pytest.mark.parametrize("variant", cuda_variants(), ids=lambda v: v.name)
 def test_cuda_variants_are_unavailable_with_a_reason_on_cpu_machines(nets, variant):
-    from benchmarks.variants import Sources, Unavailable, load
-
     model, folded, files = nets
-    with pytest.raises(Unavailable, match=r"cuda|CUDA"):
-        load(variant, Sources(model, folded, files))
+    opened = open_variant(variant, Sources(model, folded, files))
+    assert isinstance(opened, Unavailable) and opened.variant == variant
+    assert "cuda" in opened.reason.lower()
 
 
 def test_parity_check_rejects_a_wrong_output():
     variant = cpu_variants()[0]
-    ref = np.array([[1.0, -1.0], [0.5, 2.0]])
-    ok, _, ratio = sweep._parity(variant, ref.astype(np.float32), ref)
+    logits = np.array([[1.0, -1.0], [0.5, 2.0]])
+    ref = {"logits": logits, "ood_score": np.array([0.5, 1.5])}
+
+    def got(**changed):
+        return {k: v.astype(np.float32) for k, v in {**ref, **changed}.items()}
+
+    ok, _, ratio = sweep._parity(variant, got(), ref)
     assert ok and ratio < 1
-    assert not sweep._parity(variant, (ref + 1e-3).astype(np.float32), ref)[0]
-    swapped = ref[:, ::-1].astype(np.float32)  # wrong argmax too
-    assert not sweep._parity(variant, swapped, ref)[0]
-    assert not sweep._parity(variant, ref[:1].astype(np.float32), ref)[0]  # wrong shape
+    assert not sweep._parity(variant, got(logits=logits + 1e-3), ref)[0]
+    assert not sweep._parity(variant, got(logits=logits[:, ::-1]), ref)[0]  # wrong argmax too
+    assert not sweep._parity(variant, got(logits=logits[:1]), ref)[0]  # wrong shape
+    assert not sweep._parity(variant, got(ood_score=ref["ood_score"] + 1e-3), ref)[0]
+    assert not sweep._parity(variant, {"logits": got()["logits"]}, ref)[0]  # an output missing
+    nan = np.full_like(logits, np.nan)
+    assert not sweep._parity(variant, got(logits=nan), {**ref, "logits": nan})[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,7 +130,7 @@ def test_measure_interleaved_runs_every_variant_every_round(monkeypatch):
     entered: list[str] = []
     calls: dict[str, int] = {}
 
-    def fake(name: str) -> Runner:
+    def fake(name: str) -> Bound:
         @contextmanager
         def setting():
             entered.append(name)
@@ -200,7 +139,7 @@ def test_measure_interleaved_runs_every_variant_every_round(monkeypatch):
         def step() -> None:
             calls[name] = calls.get(name, 0) + 1
 
-        return Runner(step, lambda: np.zeros(1), setting)
+        return Bound(step, lambda: {"logits": np.zeros(1)}, setting)
 
     names = ["x", "y", "z"]
     samples = timing.measure_interleaved(
@@ -260,7 +199,7 @@ def test_variant_selection():
     assert [v.name for v in picked] == [BASELINE, "ort-default/folded"]
     names = [v.name for v in all_variants()]
     assert len(names) == len(set(names))
-    assert all(isinstance(v, Variant) and v.how for v in all_variants())
+    assert all(isinstance(v, Variant) and how(v) for v in all_variants())
 
 
 def test_list_variants_and_unknown_names(capsys, checkpoint, tmp_path):
@@ -286,7 +225,7 @@ def test_onnx_files_of_another_checkpoint_are_refused(checkpoint, tmp_path, caps
     save_checkpoint(ckpt, other)
     code = _run("--checkpoint", str(other), "--onnx-dir", str(onnx_dir), "--out", str(tmp_path))
     assert code == 2
-    assert "exported from another checkpoint" in capsys.readouterr().err
+    assert "proves files of another checkpoint" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

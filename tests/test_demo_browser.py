@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["demo_fixtures"]
-pytestmark = pytest.mark.realdata
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

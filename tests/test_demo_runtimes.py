@@ -14,24 +14,17 @@ import torch
 
 from bnfold.checkpoint import save_checkpoint
 from demo import folding, plots
-from demo.artifacts import ArtifactError, find_artifacts, onnx_paths
+from demo.artifacts import ArtifactError, find_artifacts
 from demo.examples import prepare_examples
 from demo.images import load_upload
 from demo.inference import classify, model_input, softmax, sweep
-from demo.runtimes import (
-    ALL_VARIANTS,
-    ONNXRUNTIME,
-    ORT_CPU,
-    ORT_CUDA,
-    PYTORCH,
-    load_runtimes,
-)
-from demo.timing import percentiles_ms, time_calls
-from export.runtimes import ORT_GPU_HINT, ort_cuda_reason, torch_cuda_unavailable
+from demo.runtimes import demo_variants, load_runtimes, title
+from export.pipeline import onnx_paths
+from export.runtimes.sessions import CUDA, ORT_GPU_HINT
+from export.runtimes.variant import ONNXRUNTIME, PYTORCH
 from train.preprocess import normalize, open_image, to_uint8_tensor
 
 pytest_plugins = ["demo_fixtures"]
-pytestmark = pytest.mark.realdata
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +41,8 @@ def photo_batch(demo_artifacts):
     return normalize(pixels, demo_artifacts.ckpt.mean, demo_artifacts.ckpt.std).numpy()
 
 
-def by_name(runtimes):
-    return {r.variant.name: r for r in runtimes.available}
+def facts_by_title(runtimes):
+    return {title(r.variant): runtimes.facts[r.variant] for r in runtimes.available}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,17 +51,17 @@ def by_name(runtimes):
 
 def test_every_variant_is_loaded_or_listed_unavailable_with_a_reason(runtimes):
     seen = [variant for variant, _ in runtimes.variants()]
-    assert seen == list(ALL_VARIANTS)
+    assert seen == demo_variants() and len(seen) == 8
     available = {r.variant for r in runtimes.available}
-    assert {v for v in ALL_VARIANTS if v.device == "cpu"} <= available
+    assert {v for v in demo_variants() if v.device == "cpu"} <= available
     assert (
-        any(v.backend == PYTORCH and v.device == "cuda" for v in available)
+        any(v.runtime == PYTORCH and v.device == "cuda" for v in available)
         == torch.cuda.is_available()
     )
     import onnxruntime
 
-    if ORT_CUDA not in onnxruntime.get_available_providers():
-        ort_cuda = [u for u in runtimes.unavailable if u.variant.backend == ONNXRUNTIME]
+    if CUDA not in onnxruntime.get_available_providers():
+        ort_cuda = [u for u in runtimes.unavailable if u.variant.runtime == ONNXRUNTIME]
         assert len(ort_cuda) == 2
         assert all(ORT_GPU_HINT in u.reason for u in ort_cuda)
     for item in runtimes.unavailable:
@@ -79,7 +72,7 @@ def test_every_variant_is_loaded_or_listed_unavailable_with_a_reason(runtimes):
 def test_devices_not_asked_for_are_listed_as_not_loaded(demo_artifacts):
     a = demo_artifacts
     cpu_only = load_runtimes(a.checkpoint, a.unfolded_onnx, a.folded_onnx, devices=("cpu",))
-    assert [variant for variant, _ in cpu_only.variants()] == list(ALL_VARIANTS)
+    assert [variant for variant, _ in cpu_only.variants()] == demo_variants()
     assert {u.variant.device for u in cpu_only.unavailable} == {"cuda"}
     assert all("--cpu-only" in u.reason for u in cpu_only.unavailable)
     assert {r.variant.device for r in cpu_only.available} == {"cpu"}
@@ -97,7 +90,7 @@ def test_the_reference_is_the_checkpoint_in_float64(runtimes, demo_artifacts, ph
 def test_every_runtime_matches_the_float64_reference(runtimes, photo_batch):
     reference = runtimes.reference(photo_batch)
     for runtime in runtimes.available:
-        logits = runtime(photo_batch)
+        logits = runtime(photo_batch)["logits"]
         assert logits.shape == reference.shape
         assert logits.dtype == np.float32
         torch.testing.assert_close(
@@ -110,11 +103,11 @@ def test_every_runtime_matches_the_float64_reference(runtimes, photo_batch):
 
 
 def test_model_facts_count_what_folding_removed(runtimes, demo_artifacts):
-    runtime = by_name(runtimes)
-    torch_unfolded = runtime["PyTorch eager · unfolded · CPU"].facts
-    torch_folded = runtime["PyTorch eager · folded · CPU"].facts
-    ort_unfolded = runtime["ONNX Runtime · unfolded · CPU"].facts
-    ort_folded = runtime["ONNX Runtime · folded · CPU"].facts
+    facts = facts_by_title(runtimes)
+    torch_unfolded = facts["PyTorch eager · unfolded · CPU"]
+    torch_folded = facts["PyTorch eager · folded · CPU"]
+    ort_unfolded = facts["ONNX Runtime · unfolded · CPU"]
+    ort_folded = facts["ONNX Runtime · folded · CPU"]
     assert (torch_unfolded.batchnorm_ops, torch_folded.batchnorm_ops) == (3, 0)
     assert (ort_unfolded.batchnorm_ops, ort_folded.batchnorm_ops) == (3, 0)
     assert torch_folded.ops == torch_unfolded.ops - 3
@@ -134,55 +127,6 @@ def test_loading_does_not_touch_the_caller_model_or_cuda_without_need(runtimes):
     assert next(runtimes.unfolded.parameters()).dtype == torch.float32
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in runtimes.unfolded.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in runtimes.folded.modules())
-
-
-@pytest.mark.parametrize(
-    ("available", "session", "expected"),
-    [
-        ([ORT_CPU], None, ORT_GPU_HINT),
-        ([ORT_CUDA, ORT_CPU], [ORT_CPU], "did not start"),
-        ([ORT_CUDA, ORT_CPU], [], "did not start"),
-        ([ORT_CUDA, ORT_CPU], [ORT_CUDA, ORT_CPU], None),
-    ],
-)
-def test_ort_cuda_counts_only_when_the_cuda_provider_runs_the_session(available, session, expected):
-    reason = ort_cuda_reason(available, session)
-    if expected is None:
-        assert reason is None
-    else:
-        assert expected in reason
-
-
-def test_torch_cuda_reason_follows_torch():
-    assert (torch_cuda_unavailable() is None) == torch.cuda.is_available()
-
-
-# ----------------------------------------------------------------------------------------------
-# Timing
-
-
-def test_time_calls_warms_up_then_times_round_robin():
-    calls: list[str] = []
-    fns = [lambda x, n=n: calls.append(n) for n in "ab"]
-    samples = time_calls(fns, np.zeros(1), runs=3, warmup=2)
-    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
-    assert [s.shape for s in samples] == [(3,), (3,)]
-    assert all((s >= 0).all() for s in samples)
-
-
-@pytest.mark.parametrize(("runs", "warmup"), [(0, 1), (-1, 0), (1, -1)])
-def test_time_calls_rejects_impossible_counts(runs, warmup):
-    with pytest.raises(ValueError, match=r"runs|warmup"):
-        time_calls([lambda x: None], np.zeros(1), runs=runs, warmup=warmup)
-
-
-def test_percentiles_are_numpys_in_milliseconds():
-    samples = np.array([0.004, 0.001, 0.003, 0.002, 0.010])
-    p50, p90 = percentiles_ms(samples)
-    assert p50 == pytest.approx(np.percentile(samples, 50) * 1e3)
-    assert p90 == pytest.approx(np.percentile(samples, 90) * 1e3)
-    with pytest.raises(ValueError, match="no samples"):
-        percentiles_ms(np.array([]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,7 +152,7 @@ def test_classify_reports_every_variant_against_the_reference(runtimes, demo_art
     assert result.label == runtimes.class_names[int(expected.argmax())]
     assert [r.variant for r in result.results] == [r.variant for r in runtimes.available]
     for row, runtime in zip(result.results, runtimes.available, strict=True):
-        logits = runtime(batch)[0].astype(np.float64)
+        logits = runtime(batch)["logits"][0].astype(np.float64)
         assert row.max_abs_dlogits == pytest.approx(np.abs(logits - reference).max(), abs=1e-6)
         assert row.max_abs_dlogits < 1e-4
         assert row.prediction == result.label
@@ -243,7 +187,7 @@ def test_fold_report_rows_and_op_counts(runtimes, demo_artifacts):
     counts = {
         row[0]: row[1:]
         for row in folding.op_count_rows(
-            *onnx_paths(demo_artifacts.checkpoint, demo_artifacts.onnx_dir)
+            *onnx_paths(demo_artifacts.onnx_dir, demo_artifacts.checkpoint).values()
         )
     }
     assert counts["BatchNormalization"] == [3, 0, -3]
@@ -316,14 +260,27 @@ def test_onnx_files_of_another_checkpoint_are_refused(demo_artifacts, tmp_path):
     ckpt = demo_artifacts.ckpt.replace(epoch=99)  # a different file: different sha256
     other = tmp_path / demo_artifacts.checkpoint.name
     save_checkpoint(ckpt, other)
-    with pytest.raises(ArtifactError, match=r"different checkpoint.*python -m export"):
+    with pytest.raises(ArtifactError, match=r"another checkpoint.*python -m export"):
         find_artifacts(other, demo_artifacts.onnx_dir)
-    broken = tmp_path / "onnx"
-    shutil.copytree(demo_artifacts.onnx_dir, broken)
-    onnx_paths(other, broken)[1].write_bytes(b"not a protobuf at all")
-    shutil.copyfile(demo_artifacts.checkpoint, other)
-    with pytest.raises(ArtifactError, match="not a readable ONNX"):
-        find_artifacts(other, broken)
+
+
+@pytest.mark.parametrize("change", ["no parity.json", "failed parity", "file changed"])
+def test_onnx_files_without_a_passing_proof_are_refused(demo_artifacts, tmp_path, change):
+    import json
+
+    folder = tmp_path / "onnx"
+    shutil.copytree(demo_artifacts.onnx_dir, folder)
+    proof = folder / "parity.json"
+    if change == "no parity.json":
+        proof.unlink()
+    elif change == "failed parity":
+        proof.write_text(json.dumps({**json.loads(proof.read_text()), "passed": False}))
+    else:
+        path = onnx_paths(folder, demo_artifacts.checkpoint)["folded"]
+        path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ArtifactError, match=r"python -m export --checkpoint") as caught:
+        find_artifacts(demo_artifacts.checkpoint, folder)
+    assert "\n" not in str(caught.value)
 
 
 def test_cli_exits_2_with_one_line_when_artifacts_are_missing(tmp_path, capsys):

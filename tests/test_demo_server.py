@@ -24,7 +24,6 @@ from demo.inference import softmax
 from train.preprocess import normalize, open_image, to_uint8_tensor
 
 pytest_plugins = ["demo_fixtures"]
-pytestmark = pytest.mark.realdata
 
 
 @pytest.fixture(scope="module")
@@ -200,10 +199,53 @@ def test_bad_inputs_get_an_answer_or_a_clear_error(client, photos, tmp_path, nam
     assert label["label"] == "100"
 
 
-@pytest.mark.parametrize("runs", ["many", "inf", None])
+@pytest.mark.parametrize("runs", ["many", "inf", None, -1, 0, 2.5, 10**9, [3]])
 def test_a_nonsense_run_count_is_refused_clearly(client, photos, runs):
-    with pytest.raises(AppError, match="runs must be a number"):
+    with pytest.raises(AppError, match=r"runs must be a whole number from 1 to 200, got "):
         client.predict(handle_file(str(photos["1"])), runs, api_name="/classify")
+
+
+# (endpoint, the request's data as JSON text, what the error must say). JSON text because a
+# client library refuses to send NaN; a hand-made request does not.
+CRAFTED = [
+    ("classify", "[null, NaN]", "runs must be a whole number from 1 to 200, got nan"),
+    ("benchmark", '["256", NaN]', "runs must be a whole number from 1 to 100, got nan"),
+    ("benchmark", '["256", null]', "runs must be a whole number from 1 to 100, got None"),
+    ("benchmark", '["256", -3]', "runs must be a whole number from 1 to 100, got -3"),
+    (
+        "benchmark",
+        '["256", 1e12]',
+        "runs must be a whole number from 1 to 100, got 1000000000000.0",
+    ),
+    ("benchmark", '["3", 2]', "the largest batch size must be one of 1, 2, 4, 8, 16"),
+    ("benchmark", "[null, 2]", "the largest batch size must be a whole number from 1 to 256"),
+    ("init_study", "[1e30, 40]", "seed must be a whole number from 0 to 4294967295, got 1e+30"),
+    ("init_study", "[null, 40]", "seed must be a whole number from 0 to 4294967295, got None"),
+    ("init_study", "[NaN, 40]", "seed must be a whole number from 0 to 4294967295, got nan"),
+    ("init_study", "[1, Infinity]", "layers must be a whole number from 2 to 200, got inf"),
+    ("init_study", "[1, 10000]", "layers must be a whole number from 2 to 200, got 10000"),
+    ("layer_weights", '["bn1"]', "no layer 'bn1' to compare: choose one of conv1, conv2"),
+    ("layer_weights", "[null]", "no layer None to compare"),
+]
+
+
+def call_raw(url: str, api: str, data: str) -> str:
+    """POST ``{"data": <data>}`` as text to /gradio_api/call/<api>; the event stream's text."""
+    call = f"{url}gradio_api/call/{api}"
+    body = f'{{"data": {data}}}'
+    headers = {"content-type": "application/json"}
+    response = httpx.post(call, content=body, headers=headers, timeout=10)
+    event = response.json()["event_id"]
+    with httpx.stream("GET", f"{call}/{event}", timeout=60) as stream:
+        return "".join(stream.iter_text())
+
+
+@pytest.mark.parametrize(("api", "data", "message"), CRAFTED)
+def test_crafted_api_values_get_a_message_not_a_null_error(demo_server, api, data, message):
+    text = call_raw(demo_server.url, api, data)
+    assert "event: error" in text
+    assert "data: null" not in text
+    assert message in text
 
 
 def test_uploads_over_the_cap_are_refused_and_the_server_goes_on(client, demo_server, photos):
@@ -248,14 +290,13 @@ def test_only_the_example_photos_are_served_as_files(demo_server):
 
 def test_a_path_outside_the_upload_folder_is_not_read(demo_server):
     """A hand-made request naming a server file is refused before our code sees it."""
-    api = f"{demo_server.url}gradio_api/call/classify"
+    import json
+
     payload = {
         "path": str(demo_server.artifacts.test_photos()[0][1]),
         "meta": {"_type": "gradio.FileData"},
     }
-    event = httpx.post(api, json={"data": [payload, 1]}, timeout=10).json()["event_id"]
-    with httpx.stream("GET", f"{api}/{event}", timeout=30) as stream:
-        text = "".join(stream.iter_text())
+    text = call_raw(demo_server.url, "classify", json.dumps([payload, 1]))
     assert "event: error" in text
     assert "confidences" not in text
 
@@ -304,6 +345,38 @@ def test_benchmark_endpoint_sweeps_every_variant(client):
     assert all(value > 0 for row in table["data"] for value in row[1:])
     assert plot["type"] == "matplotlib"
     assert "batch 4" in summary
+
+
+def test_sigterm_removes_the_example_folder_and_old_uploads_are_pruned(
+    demo_artifacts, photos, tmp_path
+):
+    import signal
+    import time
+
+    from demo_fixtures import local_client, start_demo
+
+    from demo.process import stop
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    flags = ("--upload-max-age-s", "3")
+    proc, url, _ = start_demo(demo_artifacts, tmp_path, *flags, env={"TMPDIR": str(tmp)})
+    try:
+        (examples,) = tmp.glob("rmb-demo-examples-*")
+        assert any(examples.iterdir())
+        files = {"files": ("note.jpg", photos["1"].read_bytes())}
+        (uploaded,) = httpx.post(f"{url}gradio_api/upload", files=files, timeout=30).json()
+        assert Path(uploaded).is_file() and Path(uploaded).is_relative_to(tmp_path)
+        deadline = time.monotonic() + 20
+        while Path(uploaded).exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not Path(uploaded).exists(), "the upload was never pruned"
+        local_client(url).predict(handle_file(str(photos["1"])), 1, api_name="/classify")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop(proc)
+    assert not examples.exists()
 
 
 def test_init_study_and_layer_endpoints(client):

@@ -229,6 +229,53 @@ def test_an_interrupted_export_leaves_no_onnx_file(checkpoint, tmp_path, monkeyp
     assert list((tmp_path / "onnx").iterdir()) == []
 
 
+def test_parity_json_records_the_checkpoint_and_files_it_proves(exported, checkpoint):
+    from export.proof import proven_files
+
+    proof = json.loads((exported["out"] / "parity.json").read_text())
+    assert proof["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    for kind in ("unfolded", "folded"):
+        entry = proof["files"][kind]
+        assert entry["name"] == exported[kind].name
+        assert entry["sha256"] == hashlib.sha256(exported[kind].read_bytes()).hexdigest()
+    assert proven_files(checkpoint, exported["out"]) == {
+        k: exported[k] for k in ("unfolded", "folded")
+    }
+    assert not [p for p in exported["out"].iterdir() if p.name.startswith(".export-")]
+
+
+def test_a_nan_checkpoint_fails_parity_and_publishes_nothing(checkpoint, tmp_path, capsys):
+    ckpt = torch.load(checkpoint, weights_only=True)
+    state = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+        for k, v in ckpt["state_dict"].items()
+    }
+    path = tmp_path / "nan.pt"
+    torch.save({**ckpt, "state_dict": state}, path)
+    rc = _run_main("--checkpoint", str(path), "--out", str(tmp_path / "onnx"))
+    assert rc == 1
+    assert "parity FAILED (nothing was published)" in capsys.readouterr().err
+    assert list((tmp_path / "onnx").iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["bad --data", "killed during parity"])
+def test_unproven_files_are_never_published(checkpoint, tmp_path, monkeypatch, how):
+    from export import parity_run
+
+    argv = ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "onnx")]
+    if how == "bad --data":
+        (tmp_path / "empty").mkdir()
+        argv += ["--data", str(tmp_path / "empty")]
+    else:
+
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(parity_run, "prove_parity", killed)
+    assert _run_main(*argv) == (2 if how == "bad --data" else 130)
+    assert list((tmp_path / "onnx").iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- errors, subprocess
 def _error_cases(tmp: Path, checkpoint: Path) -> dict[str, tuple[list[str], str]]:
     """name → (argv, a phrase the one-line error must contain)."""

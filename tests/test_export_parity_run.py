@@ -1,4 +1,4 @@
-"""export.parity_run and export.runtimes: every variant against the float64 reference."""
+"""export.parity_run and the runtime layer it uses: every variant against the float64 reference."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ from factories import bn_lenet_with_running_stats
 from onnx import numpy_helper
 
 import bnfold
-from export import onnx_writer, parity_run, runtimes
+from export import onnx_writer, parity_run
 from export.inputs import ParityInput, random_inputs
-from export.runtimes import CPU, CUDA, ProviderUnavailable
+from export.runtimes import sessions, torch_runner
+from export.runtimes.errors import Unavailable
+from export.runtimes.open import Sources, open_variant
+from export.runtimes.sessions import CPU, CUDA
+from export.runtimes.variant import ONNXRUNTIME, OrtOptions, Variant
 
 CPU_VARIANTS = [v for v in parity_run.variants() if not v.cuda]
 CUDA_VARIANTS = [v for v in parity_run.variants() if v.cuda]
@@ -55,8 +59,8 @@ def test_exact_exports_pass_on_every_cpu_variant(models_and_files, inputs):
 
 def test_unavailable_cuda_gives_not_run_rows_with_reasons(models_and_files, inputs, monkeypatch):
     model, folded, files = models_and_files
-    monkeypatch.setattr(runtimes, "torch_cuda_unavailable", lambda: "no GPU in this test")
-    monkeypatch.setattr(runtimes, "ort_cuda_unavailable", lambda: "no CUDA EP in this test")
+    monkeypatch.setattr(torch_runner, "torch_cuda_unavailable", lambda: "no GPU in this test")
+    monkeypatch.setattr(sessions, "ort_cuda_unavailable", lambda: "no CUDA EP in this test")
     report = parity_run.prove_parity(model, folded, files, inputs, CPU_VARIANTS[:1] + CUDA_VARIANTS)
     not_run = report.rows[1:]
     assert len(not_run) == 4
@@ -75,8 +79,8 @@ def test_ort_silent_cpu_fallback_does_not_count_as_cuda(models_and_files, monkey
     # A CPU-only onnxruntime asked for CUDA runs the graph on the CPU and only logs a warning.
     _, _, files = models_and_files
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
-    with pytest.raises(ProviderUnavailable, match="fell back to CPUExecutionProvider"):
-        runtimes.ort_session(files["folded"], provider=CUDA)
+    with pytest.raises(Unavailable, match="fell back to CPUExecutionProvider"):
+        sessions.ort_session(files["folded"], device="cuda")
 
 
 def test_a_corrupted_folded_weight_fails_parity(models_and_files, inputs, tmp_path):
@@ -98,8 +102,8 @@ def test_a_corrupted_folded_weight_fails_parity(models_and_files, inputs, tmp_pa
 
 def test_parity_files_hold_every_row(models_and_files, inputs, tmp_path, monkeypatch):
     model, folded, files = models_and_files
-    monkeypatch.setattr(runtimes, "torch_cuda_unavailable", lambda: "no GPU")
-    monkeypatch.setattr(runtimes, "ort_cuda_unavailable", lambda: "no CUDA EP")
+    monkeypatch.setattr(torch_runner, "torch_cuda_unavailable", lambda: "no GPU")
+    monkeypatch.setattr(sessions, "ort_cuda_unavailable", lambda: "no CUDA EP")
     report = parity_run.prove_parity(model, folded, files, inputs)
     paths = parity_run.write_parity(report, tmp_path)
     assert [p.name for p in paths] == ["parity.json", "parity.md"]
@@ -131,26 +135,90 @@ def test_prove_parity_needs_inputs(models_and_files):
         parity_run.prove_parity(model, folded, files, [])
 
 
-def test_ort_model_runs_any_batch_and_opt_levels_agree(models_and_files):
-    _, _, files = models_and_files
-    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+def test_ort_runner_runs_any_batch_and_opt_levels_agree(models_and_files):
+    model, folded, files = models_and_files
+    sources = Sources(model, folded, files)
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3)).numpy()
     outs = [
-        runtimes.OrtModel(runtimes.ort_session(files["unfolded"], opt_level=level))(x)
-        for level in runtimes.OPT_LEVELS
+        open_variant(Variant(ONNXRUNTIME, False, options=OrtOptions(level)), sources)(x)
+        for level in sessions.LEVELS
     ]
-    assert outs[0].shape == (5, 2) and outs[0].dtype == torch.float32
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="opt_level"):
-        runtimes.ort_session(files["unfolded"], opt_level="extreme")
-    with pytest.raises(ValueError, match="provider"):
-        runtimes.ort_session(files["unfolded"], provider="TensorrtExecutionProvider")
+    assert list(outs[0]) == ["logits"]
+    assert outs[0]["logits"].shape == (5, 2) and outs[0]["logits"].dtype == np.float32
+    for out in outs[1:]:
+        np.testing.assert_allclose(outs[0]["logits"], out["logits"], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="ORT level"):
+        sessions.ort_session(files["unfolded"], OrtOptions("extreme"))
+    with pytest.raises(ValueError, match="device"):
+        sessions.ort_session(files["unfolded"], device="tpu")
+
+
+def test_a_cpu_variant_that_cannot_open_fails_parity(models_and_files, inputs, tmp_path):
+    model, folded, files = models_and_files
+    broken = {**files, "folded": tmp_path / "garbage.onnx"}
+    broken["folded"].write_bytes(b"not an onnx file")
+    report = parity_run.prove_parity(model, folded, broken, inputs, CPU_VARIANTS)
+    failed = {r.variant: r for r in report.failing()}
+    assert set(failed) == {"ort-cpu-opt-disabled/folded", "ort-cpu-opt-default/folded"}
+    assert all(r.status == "failed to open" and "garbage.onnx" in r.reason for r in failed.values())
+    assert not report.passed
+
+
+class _TwoOutputs(torch.nn.Module):
+    """A classifier with a second output, as the coming ``ood_score`` (shape N)."""
+
+    def __init__(self, net: torch.nn.Module, ood_offset: float = 0.0) -> None:
+        super().__init__()
+        self.net, self.ood_offset = net, ood_offset
+
+    def forward(self, x):
+        logits = self.net(x)
+        return {"ood_score": logits.logsumexp(1) + self.ood_offset, "logits": logits}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_every_output_of_the_reference_is_compared(models_and_files, inputs, tmp_path):
+    model, folded, _ = models_and_files
+    files = {k: tmp_path / f"m.{k}.onnx" for k in ("unfolded", "folded")}
+    for kind, net in (("unfolded", model), ("folded", folded)):
+        torch.onnx.export(
+            _TwoOutputs(net).eval(),
+            (torch.zeros(1, 3, 32, 32),),
+            files[kind],
+            input_names=["image"],
+            output_names=["ood_score", "logits"],
+            dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}, "ood_score": {0: "n"}},
+            dynamo=False,
+        )
+    good = parity_run.prove_parity(
+        _TwoOutputs(model), _TwoOutputs(folded), files, inputs, CPU_VARIANTS
+    )
+    assert good.passed and good.outputs == ["logits", "ood_score"]
+    runner = open_variant(CPU_VARIANTS[1], Sources(model, folded, files))
+    assert list(runner(inputs[0].images.numpy())) == ["logits", "ood_score"]
+    # Only the second output of the folded PyTorch model is off, by 1e-3: parity must see it.
+    bad = parity_run.prove_parity(
+        _TwoOutputs(model), _TwoOutputs(folded, 1e-3), files, inputs, CPU_VARIANTS
+    )
+    assert {r.variant for r in bad.failing()} == {"pytorch-cpu/folded"}
+
+
+def test_nan_anywhere_fails_parity_even_where_outputs_agree(models_and_files, inputs):
+    model, _, files = models_and_files
+    nan_model = bnfold.fold(model, torch.zeros(2, 3, 32, 32)).model  # a copy to break
+    with torch.no_grad():
+        next(nan_model.parameters()).fill_(float("nan"))
+    report = parity_run.prove_parity(nan_model, nan_model, files, inputs, CPU_VARIANTS[:1])
+    (row,) = report.rows
+    assert row.status == "run" and row.finite is False and row.passed is False
+    assert not report.passed and "non-finite" in report.to_table()
 
 
 def test_no_tf32_turns_tf32_off_and_restores_it():
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     try:
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
-        with runtimes.no_tf32():
+        with torch_runner.no_tf32():
             assert not torch.backends.cudnn.allow_tf32
             assert not torch.backends.cuda.matmul.allow_tf32
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32

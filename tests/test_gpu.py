@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from export.parity_run import CUDA_TOLERANCE
-from export.runtimes import CUDA, no_tf32, ort_cuda_unavailable, torch_cuda_unavailable
+from export.runtimes.sessions import CUDA, ort_cuda_unavailable
+from export.runtimes.torch_runner import torch_cuda_unavailable
 
 TORCH_CUDA_REASON = torch_cuda_unavailable()
 pytestmark = [
@@ -56,8 +57,8 @@ def exported(module_image_folder, tmp_path_factory):
 @pytest.fixture(scope="module")
 def sources(exported):
     import bnfold
-    from benchmarks.variants import Sources
     from bnfold.checkpoint import load_checkpoint
+    from export.runtimes.open import Sources
 
     checkpoint, result = exported
     unfolded = load_checkpoint(checkpoint).build_model(allow_folded=False)
@@ -90,24 +91,26 @@ def _bench_cuda_variants():
 
 @pytest.mark.parametrize("variant", _bench_cuda_variants(), ids=lambda v: v.name)
 def test_benchmark_cuda_runners_run_on_cuda_and_match_the_reference(sources, variant):
-    from benchmarks.variants import load
+    from export.runtimes.open import open_variant
 
     _needs_ort_cuda(variant.runtime == "onnxruntime")
-    backend = load(variant, sources)
+    runner = open_variant(variant, sources)
+    assert not isinstance(runner, Exception), runner
     if variant.runtime == "pytorch":
-        assert {p.device.type for p in backend.model.parameters()} == {"cuda"}
+        assert {p.device.type for p in runner.model.parameters()} == {"cuda"}
     else:
-        assert backend.session.get_providers()[0] == CUDA
+        assert runner.session.get_providers()[0] == CUDA
     reference = copy.deepcopy(sources.unfolded).double()
     generator = torch.Generator().manual_seed(0)
-    with no_tf32():
-        for n in (1, 7, 64):
-            batch = torch.randn(n, 3, 32, 32, generator=generator)
-            runner = backend.bind(batch.numpy())
-            runner.step()
-            with torch.no_grad():
-                ref = reference(batch.double()).numpy()
-            _assert_close_to_reference(runner.read(), ref, f"{variant.name} at batch {n}")
+    for n in (1, 7, 64):
+        batch = torch.randn(n, 3, 32, 32, generator=generator)
+        bound = runner.bind(batch.numpy())
+        with bound.setting():  # TF32 off for PyTorch CUDA
+            bound.step()
+        with torch.no_grad():
+            ref = reference(batch.double()).numpy()
+        got = bound.read()["logits"]
+        _assert_close_to_reference(got, ref, f"{variant.name} at batch {n}")
 
 
 def test_benchmark_cuda_only_quick_times_every_cuda_variant(exported, tmp_path):
@@ -131,14 +134,15 @@ def test_benchmark_cuda_only_quick_times_every_cuda_variant(exported, tmp_path):
 
 
 def test_demo_runtimes_really_run_on_cuda(exported):
-    from demo.runtimes import ONNXRUNTIME, PYTORCH, load_runtimes
+    from demo.runtimes import load_runtimes
+    from export.runtimes.variant import ONNXRUNTIME, PYTORCH
 
     checkpoint, result = exported
     runtimes = load_runtimes(
         checkpoint, result.files["unfolded"], result.files["folded"], devices=("cuda",)
     )
-    available = {(r.variant.backend, r.variant.folded): r for r in runtimes.available}
-    reasons = {(u.variant.backend, u.variant.folded): u.reason for u in runtimes.unavailable}
+    available = {(r.variant.runtime, r.variant.folded): r for r in runtimes.available}
+    reasons = {(u.variant.runtime, u.variant.folded): u.reason for u in runtimes.unavailable}
     wanted = [(PYTORCH, False), (PYTORCH, True)]
     if ort_cuda_unavailable() is None:
         wanted += [(ONNXRUNTIME, False), (ONNXRUNTIME, True)]
@@ -154,4 +158,4 @@ def test_demo_runtimes_really_run_on_cuda(exported):
     batch = torch.randn(7, 3, 32, 32, generator=torch.Generator().manual_seed(1)).numpy()
     ref = runtimes.reference(batch)
     for key in wanted:
-        _assert_close_to_reference(available[key](batch), ref, f"demo {key}")
+        _assert_close_to_reference(available[key](batch)["logits"], ref, f"demo {key}")

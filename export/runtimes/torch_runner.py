@@ -1,10 +1,14 @@
-"""PyTorch variants of the inference benchmark: eager, inference mode, NHWC, jit, compile, CUDA.
+"""PyTorch as a :class:`~export.runtimes.runner.Runner`: eager, inference mode, NHWC, jit, compile.
 
-Each backend owns a deep copy of the model (the caller's stays on the CPU, unchanged). Per batch
-size, ``bind`` puts the input where the variant wants it and does the one-off work a deployment
-does once (tracing, compiling for that shape), so ``step`` holds only what every request pays.
-CUDA steps end with ``torch.cuda.synchronize()`` so the timer sees the work, not its launch;
-the input lives on the GPU already, so host-to-device copies are not timed.
+Each runner owns a deep copy of the model on its device (the caller's stays where it is). Per
+batch, ``bind`` puts the input where the variant wants it and does the one-off work a
+deployment does once (tracing, compiling for that shape), so ``step`` holds only what every
+request pays. CUDA steps end with ``torch.cuda.synchronize()`` so a timer sees the work, not
+its launch.
+
+TF32 is off for every CUDA variant (:func:`no_tf32`; ORT's in :mod:`export.runtimes.sessions`):
+PyTorch lets cuDNN convolutions use TF32 by default, and TF32 keeps a 10-bit mantissa, a
+relative error of ~5e-4 per product, which no fp32 tolerance should absorb.
 """
 
 from __future__ import annotations
@@ -14,18 +18,65 @@ import copy
 import logging
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.variants import Runner, TorchOptions, Unavailable, first_line
+from export.runtimes.errors import Unavailable, first_line
+from export.runtimes.runner import LOGITS, Bound, Runner, logits_first
 
 log = logging.getLogger(__name__)
 
 MODES = ("no_grad", "inference_mode", "channels_last", "no_mkldnn", "jit_freeze", "compile")
 _JIT_WARMUP = 3  # the profiling executor optimises a frozen graph on its second call
+
+
+def torch_cuda_unavailable() -> str | None:
+    """Why PyTorch cannot run on CUDA here, or None when it can."""
+    if not torch.cuda.is_available():
+        built = torch.version.cuda
+        build = f"a CUDA {built} build" if built else "a CPU-only build"
+        return f"torch.cuda.is_available() is False (torch {torch.__version__}, {build})"
+    return None
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Full fp32 for cuDNN convolutions and CUDA matmuls inside the block, restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def named_outputs(output: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's output by name, ``logits`` first: a plain tensor is the logits."""
+    if isinstance(output, torch.Tensor):
+        return {LOGITS: output}
+    if isinstance(output, Mapping):
+        return {name: output[name] for name in logits_first(list(output))}
+    raise TypeError(
+        f"a model must return a tensor or a dict of named tensors, got {type(output).__name__}"
+    )
+
+
+def float64_reference(model: nn.Module) -> Callable[[Any], dict[str, np.ndarray]]:
+    """A float64 CPU copy of ``model`` as batch → named outputs: what every variant is measured
+    against (its own rounding then does not count against them)."""
+    reference = copy.deepcopy(model).to("cpu", torch.float64).eval()
+
+    def run(batch: Any) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = named_outputs(reference(torch.as_tensor(batch).to(torch.float64)))
+        return {name: value.numpy() for name, value in out.items()}
+
+    return run
 
 
 @contextlib.contextmanager
@@ -55,15 +106,14 @@ def compiler_unavailable() -> str | None:
     return None
 
 
-class TorchBackend:
+class TorchRunner(Runner):
     """One PyTorch variant: a private copy of the model on its device."""
 
-    def __init__(self, model: nn.Module, options: TorchOptions, device: str = "cpu") -> None:
+    def __init__(self, variant, model: nn.Module, example: torch.Tensor | None = None) -> None:
+        options = variant.options
         if options.mode not in MODES:
             raise ValueError(f"unknown torch mode {options.mode!r}: choose one of {MODES}")
-        if device == "cuda":
-            from export.runtimes import torch_cuda_unavailable
-
+        if variant.cuda:
             reason = torch_cuda_unavailable()
             if reason:
                 raise Unavailable(reason)
@@ -71,44 +121,54 @@ class TorchBackend:
             reason = compiler_unavailable()
             if reason:
                 raise Unavailable(reason)
-        self.options = options
-        self.device = torch.device(device)
-        self.model = copy.deepcopy(model).to(self.device).eval()
-        if options.mode == "channels_last":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.device = torch.device(variant.device)
+        try:
+            self.model = copy.deepcopy(model).to(self.device).eval()
+            if options.mode == "channels_last":
+                self.model = self.model.to(memory_format=torch.channels_last)
+            if variant.cuda and example is not None:
+                with torch.inference_mode():
+                    self.model(example.to(self.device))  # fail here, not on the first request
+        except (RuntimeError, AssertionError) as e:  # torch raises both for a broken CUDA setup
+            raise Unavailable(f"PyTorch could not run on {self.device}: {first_line(e)}") from e
+        label = torch.cuda.get_device_name(self.device) if variant.cuda else "CPU"
+        super().__init__(variant, label)
 
     def setting(self) -> contextlib.AbstractContextManager[None]:
         stack = contextlib.ExitStack()
-        stack.enter_context(torch_threads(self.options.threads))
-        if self.options.mode == "no_mkldnn":
+        stack.enter_context(torch_threads(self.variant.options.threads))
+        if self.variant.cuda:
+            stack.enter_context(no_tf32())
+        if self.variant.options.mode == "no_mkldnn":
             # The flags context also resets oneDNN's TF32 switch, which warns on CPU-only builds.
             stack.enter_context(warnings.catch_warnings())
             warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
             stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
         return stack
 
-    def bind(self, batch: np.ndarray) -> Runner:
+    def bind(self, batch: np.ndarray) -> Bound:
         x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
         with self.setting():
             forward = self._forward(x)
-        out: list[torch.Tensor] = []
+        out: dict[str, torch.Tensor] = {}
         sync = torch.cuda.synchronize if self.device.type == "cuda" else None
 
         def step() -> None:
-            out[:] = [forward()]
+            out.update(named_outputs(forward()))
             if sync is not None:
                 sync()
 
-        def read() -> np.ndarray:
+        def read() -> dict[str, np.ndarray]:
             if not out:
-                step()
-            return out[0].detach().float().cpu().numpy()
+                with self.setting():
+                    step()
+            return {k: v.detach().float().cpu().numpy() for k, v in out.items()}
 
-        return Runner(step, read, self.setting)
+        return Bound(step, read, self.setting)
 
     def _forward(self, x: torch.Tensor) -> Callable[[], torch.Tensor]:
         """The zero-argument call that ``step`` times, with its one-off work done."""
-        model, mode = self.model, self.options.mode
+        model, mode = self.model, self.variant.options.mode
         if mode == "no_grad":
             return _under(torch.no_grad, lambda: model(x))
         if mode in ("inference_mode", "no_mkldnn"):

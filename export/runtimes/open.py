@@ -1,0 +1,74 @@
+"""``open_variant``: a :class:`Variant` and what it is built from → a runner, or why not here.
+
+Adding a runtime means one opener here (and its runner module): parity, the demo and the
+benchmarks then list variants of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from export.runtimes.errors import Unavailable, first_line
+from export.runtimes.runner import Runner
+from export.runtimes.variant import FOLDED, ONNXRUNTIME, PYTORCH, UNFOLDED, Variant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sources:
+    """What every variant is built from: the two networks (eval, CPU) and their ONNX files."""
+
+    unfolded: nn.Module
+    folded: nn.Module
+    files: dict[str, Path]  # "unfolded" / "folded" → .onnx
+    input_size: tuple[int, int] = (32, 32)  # H, W: the example a CUDA runner is tried on
+
+    def model(self, folded: bool) -> nn.Module:
+        return self.folded if folded else self.unfolded
+
+    def onnx(self, folded: bool) -> Path:
+        return Path(self.files[FOLDED if folded else UNFOLDED])
+
+
+def _open_torch(variant: Variant, sources: Sources) -> Runner:
+    from export.runtimes.torch_runner import TorchRunner
+
+    example = torch.zeros(1, 3, *sources.input_size)
+    return TorchRunner(variant, sources.model(variant.folded), example)
+
+
+def _open_ort(variant: Variant, sources: Sources) -> Runner:
+    from export.runtimes.ort_runner import OrtRunner
+    from export.runtimes.sessions import ort_session
+
+    path = sources.onnx(variant.folded)
+    try:
+        session = ort_session(path, variant.options, variant.device)
+    except (Unavailable, ValueError):
+        raise
+    except Exception as e:  # ORT raises its own pybind types (Fail, InvalidGraph, ...)
+        raise Unavailable(f"onnxruntime could not load {path.name}: {first_line(e)}") from e
+    return OrtRunner(variant, session)
+
+
+OPENERS: dict[str, Callable[[Variant, Sources], Runner]] = {
+    PYTORCH: _open_torch,
+    ONNXRUNTIME: _open_ort,
+}
+
+
+def open_variant(variant: Variant, sources: Sources) -> Runner | Unavailable:
+    """``variant`` ready to run, or an :class:`Unavailable` (returned, not raised) saying why."""
+    try:
+        return OPENERS[variant.runtime](variant, sources)
+    except Unavailable as e:
+        e.variant = variant
+        log.info("%s unavailable: %s", variant.name, e.reason)
+        return e
