@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from demo import folding, plots, tables
+from demo import batch, folding, plots, tables
 from demo.images import (
     MAX_PIXELS,
     MAX_UPLOAD_BYTES,
@@ -324,4 +324,6 @@ def build_app(
                     api_name="init_study",
                     concurrency_limit=1,
                 )
+
+            batch.build_tab(runtimes, max_upload_bytes=max_upload_bytes)
     return app

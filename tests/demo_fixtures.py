@@ -133,6 +133,8 @@ def demo_server(
         "GRADIO_ANALYTICS_ENABLED": "False",
         "GRADIO_TEMP_DIR": str(root / "gradio-cache"),
         "PYTHONUNBUFFERED": "1",
+        # This checkout's code, not whichever checkout the venv has installed (cwd is root).
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     command = [
         sys.executable,
