@@ -22,7 +22,7 @@ CLUSTER_EXCLUDES = ["artifacts/", ".venv/", ".git/", "*.pt", "*.onnx"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    from serve.app import (
+    from serve.config import (
         DEFAULT_BATCH_WAIT_MS,
         DEFAULT_DECODE_THREADS,
         DEFAULT_MAX_BATCH,
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
     import ray
     from ray import serve
 
-    from serve.app import APP_NAME, ServeConfig, build
+    from serve.app import build
+    from serve.config import APP_NAME, ServeConfig
 
     local = args.address is None
     ray.init(

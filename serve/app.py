@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,28 +19,10 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from serve.config import DEFAULT_MAX_BATCH, ServeConfig
 from serve.http import BadRequest, error, read_images
 
 log = logging.getLogger(__name__)
-
-APP_NAME = "rmb-bnfold"
-DEFAULT_MAX_BATCH = 64
-DEFAULT_BATCH_WAIT_MS = 2.0
-DEFAULT_MAX_BODY_MB = 10.0
-DEFAULT_DECODE_THREADS = 2
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Everything a replica needs, passed to it by value (it may run on another machine)."""
-
-    onnx_name: str
-    onnx_bytes: bytes  # the file itself, so a replica on another machine needs no shared disk
-    max_batch: int = DEFAULT_MAX_BATCH
-    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS
-    max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 2**20)
-    decode_threads: int = DEFAULT_DECODE_THREADS
-    ort_threads: int = 1
 
 
 @serve.deployment(name="predictor")
