@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from demo import folding, handlers, tables
+from demo import batch, folding, handlers, tables
 from demo.handlers import MAX_RUNS, MAX_SWEEP_RUNS, UploadLimits
 from demo.images import MAX_PIXELS, MAX_UPLOAD_BYTES
 from demo.inference import BATCH_SIZES, DEFAULT_RUNS
@@ -95,6 +95,7 @@ def build_app(
             benchmark_tab(runtimes)
             folding_tab(runtimes)
             why_tab()
+            batch.build_tab(runtimes, max_upload_bytes=max_upload_bytes)
     return app
 
 

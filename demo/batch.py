@@ -1,0 +1,148 @@
+"""The Batch tab: several photos (or a zip of them) in, a table and a CSV of labels out.
+
+:func:`classify_files` is the plain handler (tested without Gradio); :func:`build_tab` lays out
+the tab and wires it to ``api_name="classify_batch"``, so programs can call it over HTTP too.
+Each file is checked by :mod:`demo.images` like a single upload; a refused file gets its reason
+in the ``error`` column and the others are still classified. Labels come from the float64
+reference, as the Classify tab's label does.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from demo.images import MAX_PIXELS, MAX_UPLOAD_BYTES, ImageRejected, decode_image, read_upload
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 200  # per batch, zip members included
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class BatchRejected(ValueError):
+    """The batch as a whole cannot be classified (no files, too many, unreadable zip)."""
+
+
+def _members(path: Path, max_bytes: int) -> list[tuple[str, bytes | ImageRejected]]:
+    """(name, bytes or the reason it is refused) for each image inside a zip."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BatchRejected(f"{path.name} is not a readable zip file: send photos or a zip") from e
+    out: list[tuple[str, bytes | ImageRejected]] = []
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            if info.is_dir() or not name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            if info.file_size > max_bytes:  # the declared size, checked before inflating
+                mib = max_bytes / 2**20
+                out.append((name, ImageRejected(f"over the {mib:.0f} MiB limit per photo")))
+                continue
+            out.append((name, archive.read(info)[: max_bytes + 1]))
+    return out
+
+
+def gather(paths: Sequence[str | Path], max_bytes: int = MAX_UPLOAD_BYTES) -> list[tuple]:
+    """(name, bytes or refusal) for every photo uploaded, zips opened, at most MAX_FILES."""
+    items: list[tuple[str, bytes | ImageRejected]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.suffix.lower() == ".zip":
+            items += _members(path, max_bytes)
+            continue
+        try:
+            items.append((path.name, read_upload(path, max_bytes)))
+        except ImageRejected as e:
+            items.append((path.name, e))
+    if not items:
+        raise BatchRejected("no photos: upload JPEG/PNG/... files or a zip of them")
+    if len(items) > MAX_FILES:
+        raise BatchRejected(f"{len(items)} photos, over the {MAX_FILES} per batch: split them")
+    return items
+
+
+def classify_files(
+    paths: Sequence[str | Path],
+    predict: Callable[[Any], np.ndarray],
+    class_names: Sequence[str],
+    out_dir: str | Path,
+    *,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[list[list[Any]], list[str], Path]:
+    """(rows, headers, CSV path): one row per photo, ``predict(image)`` giving probabilities."""
+    from bnfold.atomic import atomic_path
+
+    headers = ["file", "label", *(f"p({c})" for c in class_names), "error"]
+    rows = []
+    for name, data in gather(paths, max_bytes):
+        try:
+            if isinstance(data, ImageRejected):
+                raise data
+            if len(data) > max_bytes:
+                raise ImageRejected(f"over the {max_bytes / 2**20:.0f} MiB limit per photo")
+            probs = predict(decode_image(data, max_pixels=max_pixels))
+        except ImageRejected as e:
+            rows.append([name, "", *([None] * len(class_names)), str(e)])
+            continue
+        best = int(np.argmax(probs))
+        rows.append([name, class_names[best], *(round(float(p), 6) for p in probs), ""])
+    out = Path(out_dir) / "labels.csv"
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(headers)
+        writer.writerows(rows)
+    log.info("batch of %d photos classified", len(rows))
+    return rows, headers, out
+
+
+def build_tab(runtimes: Any, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> None:
+    """The Batch tab, inside the caller's ``gr.Tabs()``; its event is ``/classify_batch``."""
+    import gradio as gr
+    import pandas as pd
+
+    from demo.inference import model_input, softmax
+
+    def predict(image: Any) -> np.ndarray:
+        with runtimes.lock:
+            return softmax(runtimes.reference(model_input(image, runtimes)))[0]
+
+    def on_batch(files: list[str] | None) -> tuple[pd.DataFrame, str]:
+        try:
+            rows, headers, out = classify_files(
+                files or [],
+                predict,
+                runtimes.class_names,
+                tempfile.mkdtemp(prefix="rmb-batch-"),
+                max_bytes=max_upload_bytes,
+            )
+        except BatchRejected as e:
+            raise gr.Error(str(e), print_exception=False) from e
+        return pd.DataFrame(rows, columns=headers), str(out)
+
+    with gr.Tab("Batch", id="batch"):
+        gr.Markdown(
+            f"Several photos, or a zip of them (up to {MAX_FILES}): one label per photo, as a "
+            "table and a CSV. Programs can call it as `/classify_batch` (see the README)."
+        )
+        files = gr.File(file_count="multiple", label="photos or a .zip", type="filepath")
+        button = gr.Button("Classify all", variant="primary")
+        table = gr.Dataframe(label="labels", interactive=False)
+        csv_file = gr.File(label="labels.csv")
+        button.click(
+            on_batch,
+            inputs=[files],
+            outputs=[table, csv_file],
+            api_name="classify_batch",
+            concurrency_limit=1,
+            concurrency_id="batch",
+        )

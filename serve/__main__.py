@@ -1,0 +1,196 @@
+"""``python -m serve``: the folded model as an HTTP service on Ray Serve, until SIGINT/SIGTERM.
+
+Without ``--address`` it starts a Ray instance on this machine and stops it on exit; with one it
+joins that Ray cluster (``ray start --head`` on one machine, ``ray start --address`` on the
+others), deploys there and, on exit, deletes only its own application.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+DEFAULT_CHECKPOINT = "artifacts/bn-lenet.pt"
+DEFAULT_ONNX_DIR = "artifacts/onnx"
+#: Not shipped to cluster nodes: the model travels inside the deployment's config instead.
+CLUSTER_EXCLUDES = ["artifacts/", ".venv/", ".git/", "*.pt", "*.onnx"]
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    from serve.config import (
+        DEFAULT_BATCH_WAIT_MS,
+        DEFAULT_DECODE_THREADS,
+        DEFAULT_MAX_BATCH,
+        DEFAULT_MAX_BODY_MB,
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="python -m serve",
+        description="Serve the folded ONNX model over HTTP on Ray Serve (POST /predict).",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        help=f"training checkpoint the ONNX files were exported from (default: "
+        f"{DEFAULT_CHECKPOINT})",
+    )
+    parser.add_argument(
+        "--onnx-dir",
+        default=DEFAULT_ONNX_DIR,
+        help=f"folder with <stem>.folded.onnx from python -m export (default: {DEFAULT_ONNX_DIR})",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="model replicas in the cluster (default: 1)"
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=DEFAULT_MAX_BATCH,
+        help=f"largest dynamic batch, also the most files per multipart request (default: "
+        f"{DEFAULT_MAX_BATCH})",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=DEFAULT_BATCH_WAIT_MS,
+        help=f"how long a batch waits to fill (default: {DEFAULT_BATCH_WAIT_MS})",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=DEFAULT_MAX_BODY_MB,
+        help=f"largest request body in MiB (default: {DEFAULT_MAX_BODY_MB:g})",
+    )
+    parser.add_argument(
+        "--decode-threads",
+        type=int,
+        default=DEFAULT_DECODE_THREADS,
+        help=f"image-decoding threads per replica (default: {DEFAULT_DECODE_THREADS})",
+    )
+    parser.add_argument(
+        "--cpus-per-replica",
+        type=float,
+        default=1.0,
+        help="CPUs Ray reserves per replica; fractions pack replicas tighter (default: 1)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join, e.g. ray://head:10001 or head:6379 (default: start a local "
+        "Ray and stop it on exit)",
+    )
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be 1..65535, got {args.port}")
+    for flag, value in (
+        ("--replicas", args.replicas),
+        ("--max-batch", args.max_batch),
+        ("--decode-threads", args.decode_threads),
+    ):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    for flag, value in (
+        ("--max-body-mb", args.max_body_mb),
+        ("--cpus-per-replica", args.cpus_per_replica),
+    ):
+        if value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+    if args.batch_wait_ms < 0:
+        raise ValueError(f"--batch-wait-ms must be 0 or more, got {args.batch_wait_ms}")
+
+
+def run(args: argparse.Namespace, stop: threading.Event) -> None:
+    """Start (or join) Ray, deploy, announce the URL, and tear down once ``stop`` is set."""
+    from demo.artifacts import find_artifacts
+    from serve.model import read_info
+
+    folded = find_artifacts(args.checkpoint, args.onnx_dir).folded_onnx
+    read_info(folded)  # refuse a file without metadata before Ray starts
+
+    import ray
+    from ray import serve
+
+    from serve.app import build
+    from serve.config import APP_NAME, ServeConfig
+
+    local = args.address is None
+    ray.init(
+        address="local" if local else args.address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        # On a cluster the replicas import the project's packages from this checkout.
+        runtime_env=None if local else {"working_dir": ".", "excludes": CLUSTER_EXCLUDES},
+    )
+    _stop_on_signals(stop)  # again: ray.init installs its own SIGTERM handler, which aborts
+    try:
+        serve.start(
+            http_options={"host": args.host, "port": args.port},
+            logging_config={"enable_access_log": False, "log_level": "WARNING"},
+        )
+        config = ServeConfig(
+            onnx_name=folded.name,
+            onnx_bytes=folded.read_bytes(),
+            max_batch=args.max_batch,
+            batch_wait_ms=args.batch_wait_ms,
+            max_body_bytes=int(args.max_body_mb * 2**20),
+            decode_threads=args.decode_threads,
+        )
+        app = build(config, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica)
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        print(
+            f"serving {folded.name} on http://{args.host}:{args.port}/predict "
+            f"({args.replicas} replica(s), Ray {'local' if local else args.address})",
+            flush=True,
+        )
+        stop.wait()
+        print("stopping", flush=True)
+    finally:
+        try:
+            if local:
+                serve.shutdown()
+            else:
+                serve.delete(APP_NAME)
+        finally:
+            ray.shutdown()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM set ``stop``, so that the teardown in :func:`run` always runs."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:
+    args = argv if isinstance(argv, argparse.Namespace) else get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from demo.artifacts import ArtifactError
+    from serve.model import ModelFileError
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        _check_args(args)
+        run(args, stop)
+    except (ArtifactError, ModelFileError, ValueError) as e:
+        print(f"python -m serve: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

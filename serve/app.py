@@ -1,0 +1,89 @@
+"""The Ray Serve deployment: HTTP routes over :class:`serve.model.ServedModel`, batched.
+
+One deployment is both the HTTP ingress and the model, so a request costs one hop from Ray
+Serve's proxy to a replica and no second hop to a model deployment. In the replica each request
+decodes its image in a worker thread (PIL releases the GIL while decoding, so decodes overlap),
+then waits in ``@serve.batch`` until the batch fills or ``batch_wait_ms`` passes; the batch is
+one ONNX Runtime call. ``num_replicas`` replicas spread over the Ray cluster's CPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from serve.config import DEFAULT_MAX_BATCH, ServeConfig
+from serve.http import BadRequest, error, read_images
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment(name="predictor")
+class Predictor:
+    """``POST /predict`` (raw bytes or multipart) and ``GET /healthz``; anything else is a 4xx."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        from demo.images import ImageRejected
+        from serve.model import ServedModel
+
+        self.config = config
+        self.model = ServedModel(config.onnx_bytes, threads=config.ort_threads)
+        self.rejected = ImageRejected
+        self.pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
+        self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="infer")
+        self.predict.set_max_batch_size(config.max_batch)
+        self.predict.set_batch_wait_timeout_s(config.batch_wait_ms / 1e3)
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.url.path.rstrip("/") or "/"
+        if path == "/healthz":
+            if request.method != "GET":
+                return error(405, "use GET /healthz")
+            return JSONResponse({"status": "ok", "classes": list(self.model.info.class_names)})
+        if path != "/predict":
+            return error(404, f"no route {path}: POST an image to /predict or GET /healthz")
+        if request.method != "POST":
+            return error(405, "use POST /predict with the image bytes as the body")
+        try:
+            images = await read_images(
+                request, max_bytes=self.config.max_body_bytes, max_files=self.config.max_batch
+            )
+        except BadRequest as e:
+            return error(e.status, str(e))
+        results = await asyncio.gather(*(self._one(u.data) for u in images.uploads))
+        if images.many:
+            named = [{"file": u.name, **r} for u, r in zip(images.uploads, results, strict=True)]
+            return JSONResponse(named)
+        (result,) = results
+        return JSONResponse(result, status_code=422 if "error" in result else 200)
+
+    async def _one(self, data: bytes) -> dict[str, Any]:
+        """One image's answer, or ``{"error": ...}`` when the image is refused."""
+        loop = asyncio.get_running_loop()
+        try:
+            pixels = await loop.run_in_executor(self.pool, self.model.pixels, data)
+        except self.rejected as e:
+            return {"error": str(e)}
+        return await self.predict(pixels)
+
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=0.002)
+    async def predict(self, pixels: list[np.ndarray]) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.infer_pool, self.model.predict, pixels)
+
+
+def build(config: ServeConfig, *, replicas: int = 1, cpus_per_replica: float = 1.0) -> Any:
+    """The bound application ``serve.run`` deploys."""
+    return Predictor.options(
+        num_replicas=replicas,
+        # Enough requests in flight per replica to fill a batch while the last one runs.
+        max_ongoing_requests=max(2 * config.max_batch, 32),
+        ray_actor_options={"num_cpus": cpus_per_replica},
+    ).bind(config)
