@@ -36,6 +36,10 @@ class LoadResult:
     p50_ms: float
     p95_ms: float
     server_cpu_ms_per_request: float | None
+    #: The load client's own CPU (this process), which shares the machine with the server.
+    client_cpu_ms_per_request: float
+    #: Server CPU per request by process (Ray's actors by their title, others by command name).
+    server_cpu_by_process: dict[str, float]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -87,14 +91,35 @@ def _sse_complete(text: str) -> bool:
 
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU seconds so far of ``pids`` (processes that have gone count 0)."""
-    total = 0
+    return sum(cpu_by_process(pids).values())
+
+
+def cpu_by_process(pids: Sequence[int]) -> dict[str, float]:
+    """CPU seconds so far per process name: Ray's ``ray::Actor`` title, else the command."""
+    totals: dict[str, float] = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return total / TICKS
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        name = _process_name(argv)
+        totals[name] = totals.get(name, 0.0) + ticks / TICKS
+    return totals
+
+
+def _process_name(argv: Sequence[bytes]) -> str:
+    first = argv[0].decode(errors="replace") if argv else "?"
+    if first.startswith("ray::"):
+        return first.split()[0]  # ray::ServeReplica:app:deployment, ray::ProxyActor, ...
+    if Path(first).name.startswith("python"):  # python -m serve, Ray's Python agents
+        args = [a.decode(errors="replace") for a in argv[1:] if a]
+        if args[:1] == ["-m"] and len(args) > 1:
+            return f"python -m {args[1]}"
+        scripts = [Path(a).name for a in args if a.endswith(".py")]
+        return f"python {scripts[0]}" if scripts else "python"
+    return Path(first).name  # raylet, gcs_server, haproxy
 
 
 async def run_load(
@@ -126,14 +151,19 @@ async def run_load(
             errors += not ok
 
     pids = list(server_pids()) if server_pids else []
-    cpu_before = cpu_seconds(pids)
+    before = cpu_by_process(pids)
+    client_before = time.process_time()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         seconds = time.perf_counter() - start
-    cpu = None
+    client = time.process_time() - client_before
+    cpu, by_process = None, {}
     if server_pids:  # processes started during the run count from their birth
-        cpu = cpu_seconds(sorted(set(pids) | set(server_pids()))) - cpu_before
+        after = cpu_by_process(sorted(set(pids) | set(server_pids())))
+        spent = {k: v - before.get(k, 0.0) for k, v in after.items()}
+        by_process = {k: 1e3 * v / requests for k, v in spent.items() if v > 0}
+        cpu = sum(spent.values())
     ms = np.asarray(latencies) * 1e3
     return LoadResult(
         target=target,
@@ -145,4 +175,6 @@ async def run_load(
         p50_ms=float(np.percentile(ms, 50)),
         p95_ms=float(np.percentile(ms, 95)),
         server_cpu_ms_per_request=None if cpu is None else 1e3 * cpu / requests,
+        client_cpu_ms_per_request=1e3 * client / requests,
+        server_cpu_by_process=dict(sorted(by_process.items(), key=lambda kv: -kv[1])),
     )

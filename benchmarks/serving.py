@@ -1,12 +1,13 @@
-"""``python -m benchmarks.serving``: a bounded loopback load on three ways to serve the model.
+"""``python -m benchmarks.serving``: a bounded loopback load on four ways to serve the model.
 
 (a) the plain ``gr.Interface`` a user writes first (:mod:`benchmarks.plain_interface`), (b) the
 project's Gradio app (``python -m demo``, ``/classify`` with 1 timed run), (c) ``python -m
-serve``. Each gets a fixed number of real photos at each concurrency; the table gives
-requests/s, p50/p95 latency, errors and the server's CPU time per request (every process of the
-server, Ray's daemons included, from /proc), beside the floor: decode + inference alone, in one
-process. Everything runs inside a fresh loopback-only network namespace (see
-:mod:`serve.netns`), so no packet leaves 127.0.0.1 and no Ray process outlives the run.
+serve`` (HAProxy ingress, the default) and (d) ``python -m serve --ingress proxy``. Each gets a
+fixed number of real photos at each concurrency; the table gives requests/s, p50/p95 latency,
+errors, the server's CPU time per request (every process of the server, Ray's daemons included,
+from /proc, also split by process) and the load client's own CPU, beside the floor: decode +
+inference alone, in one process. Everything runs inside a fresh loopback-only network namespace
+(see :mod:`serve.netns`), so no packet leaves 127.0.0.1 and no Ray process outlives the run.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONCURRENCY = (1, 8, 32)
+DEFAULT_CONCURRENCY = (1, 8, 16, 32)
 DEFAULT_REQUESTS = 400
-TARGETS = ("plain", "app", "serve")
-PORTS = {"plain": 7861, "app": 7860, "serve": 8000}
+TARGETS = ("plain", "app", "serve", "serve-proxy")
+PORTS = {"plain": 7861, "app": 7860, "serve": 8000, "serve-proxy": 8000}
 READY_TIMEOUT_S = 180
 
 
@@ -55,10 +56,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--concurrency",
         default=",".join(map(str, DEFAULT_CONCURRENCY)),
-        help="comma-separated concurrency levels (default: 1,8,32)",
+        help="comma-separated concurrency levels (default: 1,8,16,32)",
     )
     parser.add_argument(
-        "--targets", default=",".join(TARGETS), help="which of plain,app,serve (default: all)"
+        "--targets",
+        default=",".join(TARGETS),
+        help="which of plain,app,serve,serve-proxy (default: all)",
     )
     parser.add_argument(
         "--replicas", type=int, default=1, help="python -m serve --replicas (default: 1)"
@@ -126,7 +129,8 @@ def _command(target: str, args: argparse.Namespace, folded: Path) -> list[str]:
         return [py, "-m", "benchmarks.plain_interface", "--onnx", str(folded), "--port", port]
     if target == "app":
         return [py, "-m", "demo", *common, "--data", args.data]
-    return [py, "-m", "serve", *common, "--replicas", str(args.replicas)]
+    ingress = "proxy" if target == "serve-proxy" else "haproxy"
+    return [py, "-m", "serve", *common, "--replicas", str(args.replicas), "--ingress", ingress]
 
 
 def _wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
@@ -170,6 +174,7 @@ def bench_target(
         "plain": gradio_sender(base, "predict"),
         "app": gradio_sender(base, "classify", extra=[1]),
         "serve": serve_sender(base),
+        "serve-proxy": serve_sender(base),
     }[target]
     log = Path(args.out) / f"serving-{target}.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
@@ -208,6 +213,7 @@ NAMES = {
     "plain": "plain gr.Interface",
     "app": "project Gradio app (/classify)",
     "serve": "python -m serve",
+    "serve-proxy": "python -m serve --ingress proxy",
 }
 
 
@@ -215,8 +221,15 @@ def _row(r: Any) -> str:
     cpu = "–" if r.server_cpu_ms_per_request is None else f"{r.server_cpu_ms_per_request:.1f}"
     return (
         f"| {NAMES[r.target]} | {r.concurrency} | {r.requests} | {r.errors} | "
-        f"{r.requests_per_s:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {cpu} |"
+        f"{r.requests_per_s:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {cpu} | "
+        f"{r.client_cpu_ms_per_request:.1f} |"
     )
+
+
+def _where(r: Any, top: int = 5) -> str:
+    """Where a row's server CPU went: the ``top`` processes, ms per request."""
+    parts = [f"{name} {ms:.2f}" for name, ms in list(r.server_cpu_by_process.items())[:top]]
+    return f"- {NAMES[r.target]}, concurrency {r.concurrency}: " + ", ".join(parts)
 
 
 def to_markdown(report: dict[str, Any], results: list[Any]) -> str:
@@ -227,9 +240,13 @@ def to_markdown(report: dict[str, Any], results: list[Any]) -> str:
         f"{report['load_average_after']} ({report['cpus']} CPUs, shared)",
         "",
         "| server | concurrency | requests | errors | requests/s | p50 ms | p95 ms | "
-        "server CPU ms/request |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "server CPU ms/request | client CPU ms/request |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_row(r) for r in results),
+        "",
+        "Server CPU by process (ms per request, highest first):",
+        "",
+        *(_where(r) for r in results if r.concurrency == max(x.concurrency for x in results)),
         "",
         f"Floor (one process, 1 thread): decode {floor['decode_ms']:.2f} ms + inference "
         f"{floor['infer_batch1_ms']:.2f} ms (batch 1) = **{floor['floor_ms']:.2f} ms CPU per "

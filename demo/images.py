@@ -35,6 +35,14 @@ class ImageRejected(ValueError):
     """An upload that is not a usable image; the message says why and what to send instead."""
 
 
+class NotAnImage(ImageRejected):
+    """The bytes are not one of the accepted raster formats (an HTTP service answers 415)."""
+
+
+class TooManyPixels(ImageRejected):
+    """The header declares more pixels than allowed (a decompression bomb; HTTP 413)."""
+
+
 def read_upload(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
     """The bytes of an uploaded file, refusing empty files and files over ``max_bytes``."""
     path = Path(path)
@@ -102,12 +110,12 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageRejected(
+        raise TooManyPixels(
             f"the image declares too many pixels ({_first_line(e)}): a decompression bomb is "
             f"refused; send a photo of at most {max_pixels / 1e6:.0f} megapixels"
         ) from e
     except UnidentifiedImageError as e:
-        raise ImageRejected(f"the file is not an image this demo reads: send a {_ACCEPTED}") from e
+        raise NotAnImage(f"the file is not an image this demo reads: send a {_ACCEPTED}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageRejected(
             f"the file is corrupt ({_first_line(e)}): send a complete {_ACCEPTED} file"
@@ -120,8 +128,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _bomb(pixels: int, max_pixels: int) -> ImageRejected:
-    return ImageRejected(
+def _bomb(pixels: int, max_pixels: int) -> TooManyPixels:
+    return TooManyPixels(
         f"the image has {pixels / 1e6:.0f} megapixels, over the {max_pixels / 1e6:.0f} MP limit "
         "(decompression-bomb guard): send a smaller photo"
     )

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 DEFAULT_CHECKPOINT = "artifacts/bn-lenet.pt"
@@ -25,8 +28,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     from serve.config import (
         DEFAULT_BATCH_WAIT_MS,
         DEFAULT_DECODE_THREADS,
+        DEFAULT_INGRESS,
         DEFAULT_MAX_BATCH,
         DEFAULT_MAX_BODY_MB,
+        INGRESS_MODES,
     )
 
     parser = argparse.ArgumentParser(
@@ -81,6 +86,15 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="CPUs Ray reserves per replica; fractions pack replicas tighter (default: 1)",
     )
     parser.add_argument(
+        "--ingress",
+        choices=INGRESS_MODES,
+        default=DEFAULT_INGRESS,
+        help="haproxy: Ray Serve's high-throughput mode, its bundled HAProxy on --port in front "
+        "of each replica's own HTTP server (HAProxy also opens its stats page on :8404 and "
+        "metrics on :9101); proxy: Serve's Python proxy actor, 3x the CPU per request "
+        f"(default: {DEFAULT_INGRESS})",
+    )
+    parser.add_argument(
         "--address",
         default=None,
         help="Ray cluster to join, e.g. ray://head:10001 or head:6379 (default: start a local "
@@ -117,6 +131,19 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
     folded = find_artifacts(args.checkpoint, args.onnx_dir).folded_onnx
     read_info(folded)  # refuse a file without metadata before Ray starts
 
+    from serve.config import ingress_env
+
+    with tempfile.TemporaryDirectory(prefix="rmb-serve-") as workdir:
+        env = ingress_env(args.ingress, workdir)
+        # Ray's processes read these when they start: a local Ray inherits them from here, the
+        # actors of a cluster get them through the job's runtime environment.
+        os.environ.update(env)
+        if args.address is not None:
+            _use_cluster_token()  # before Ray is imported: it reads the mode once
+        _run_ray(args, stop, folded, env)
+
+
+def _run_ray(args: argparse.Namespace, stop: threading.Event, folded: Path, env: dict) -> None:
     import ray
     from ray import serve
 
@@ -124,13 +151,14 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
     from serve.config import APP_NAME, ServeConfig
 
     local = args.address is None
+    # On a cluster the replicas import the project's packages from this checkout.
+    cluster_env = {"working_dir": ".", "excludes": CLUSTER_EXCLUDES, "env_vars": env}
     ray.init(
         address="local" if local else args.address,
         include_dashboard=False,
         logging_level=logging.WARNING,
         log_to_driver=False,
-        # On a cluster the replicas import the project's packages from this checkout.
-        runtime_env=None if local else {"working_dir": ".", "excludes": CLUSTER_EXCLUDES},
+        runtime_env=None if local else cluster_env,
     )
     _stop_on_signals(stop)  # again: ray.init installs its own SIGTERM handler, which aborts
     try:
@@ -150,7 +178,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
         print(
             f"serving {folded.name} on http://{args.host}:{args.port}/predict "
-            f"({args.replicas} replica(s), Ray {'local' if local else args.address})",
+            f"({args.replicas} replica(s), {args.ingress} ingress, Ray "
+            f"{'local' if local else args.address})",
             flush=True,
         )
         stop.wait()
@@ -163,6 +192,19 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
                 serve.delete(APP_NAME)
         finally:
             ray.shutdown()
+
+
+def _use_cluster_token() -> None:
+    """Present Ray's auth token to a cluster, as ``ray start --head`` expects by default.
+
+    ``ray start`` turns token authentication on when ``RAY_AUTH_MODE`` is unset (the token in
+    ``~/.ray/auth_token``), but ``ray.init(address=...)`` without ``RAY_AUTH_MODE=token`` does
+    not send it, and the GCS refuses the connection. An explicit ``RAY_AUTH_MODE`` is kept.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from serve.config import DEFAULT_MAX_BATCH, ServeConfig
-from serve.http import BadRequest, error, read_images
+from serve.http import BadRequest, error, read_images, rejection_status
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,10 @@ class Predictor:
     """``POST /predict`` (raw bytes or multipart) and ``GET /healthz``; anything else is a 4xx."""
 
     def __init__(self, config: ServeConfig) -> None:
-        from demo.images import ImageRejected
         from serve.model import ServedModel
 
         self.config = config
         self.model = ServedModel(config.onnx_bytes, threads=config.ort_threads)
-        self.rejected = ImageRejected
         self.pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
         self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="infer")
         self.predict.set_max_batch_size(config.max_batch)
@@ -58,20 +56,25 @@ class Predictor:
         except BadRequest as e:
             return error(e.status, str(e))
         results = await asyncio.gather(*(self._one(u.data) for u in images.uploads))
-        if images.many:
-            named = [{"file": u.name, **r} for u, r in zip(images.uploads, results, strict=True)]
+        if images.many:  # 200 with a list: a refused file gets its error in its own place
+            named = [
+                {"file": u.name, **answer}
+                for u, (_, answer) in zip(images.uploads, results, strict=True)
+            ]
             return JSONResponse(named)
-        (result,) = results
-        return JSONResponse(result, status_code=422 if "error" in result else 200)
+        ((status, answer),) = results
+        return JSONResponse(answer, status_code=status)
 
-    async def _one(self, data: bytes) -> dict[str, Any]:
-        """One image's answer, or ``{"error": ...}`` when the image is refused."""
+    async def _one(self, data: bytes) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, answer) for one image; a refused image gets ``{"error": ...}``."""
+        from demo.images import ImageRejected
+
         loop = asyncio.get_running_loop()
         try:
             pixels = await loop.run_in_executor(self.pool, self.model.pixels, data)
-        except self.rejected as e:
-            return {"error": str(e)}
-        return await self.predict(pixels)
+        except ImageRejected as e:
+            return rejection_status(e), {"error": str(e)}
+        return 200, await self.predict(pixels)
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=0.002)
     async def predict(self, pixels: list[np.ndarray]) -> list[dict[str, Any]]:

@@ -42,6 +42,22 @@ class Images:
     many: bool
 
 
+def rejection_status(e: ValueError) -> int:
+    """The 4xx for an image :func:`demo.images.decode_image` refused.
+
+    415 when the bytes are not an accepted image format, 413 when the image declares too many
+    pixels (a decompression bomb: the entity is too large, whatever its byte size), 422 when it
+    is an image of an accepted format that cannot be used (corrupt, truncated, odd mode).
+    """
+    from demo.images import NotAnImage, TooManyPixels
+
+    if isinstance(e, NotAnImage):
+        return 415
+    if isinstance(e, TooManyPixels):
+        return 413
+    return 422
+
+
 def error(status: int, message: str) -> JSONResponse:
     """The one-line JSON error every refusal gets: ``{"error": "<why and what to do>"}``."""
     return JSONResponse({"error": message.replace("\n", " ")}, status_code=status)

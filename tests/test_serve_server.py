@@ -164,9 +164,9 @@ def _bad_inputs(folder: Path, photo: Path) -> dict[str, tuple[list[str], int, st
     over = f"over the {MAX_BODY_MB:.1f} MiB limit"
     return {
         "empty": (["-X", "POST", predict], 400, "empty"),
-        "text": (["--data-binary", f"@{text}", predict], 422, "not an image"),
+        "text": (["--data-binary", f"@{text}", predict], 415, "not an image"),
         "truncated": (["--data-binary", f"@{truncated}", predict], 422, "corrupt or truncated"),
-        "bomb": (["--data-binary", f"@{bomb}", predict], 422, "megapixels"),
+        "bomb": (["--data-binary", f"@{bomb}", predict], 413, "megapixels"),
         "too large": (["--data-binary", f"@{big}", predict], 413, over),
         "too many files": ([*many, predict], 400, f"at most {MAX_BATCH} files"),
         "no files": (["-F", "note=hello", predict], 400, "no files"),
