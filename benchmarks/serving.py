@@ -2,8 +2,8 @@
 
 (a) the plain ``gr.Interface`` a user writes first (:mod:`benchmarks.plain_interface`), (b) the
 project's Gradio app (``python -m demo``, ``/classify`` with 1 timed run), (c) ``python -m
-serve`` (HAProxy ingress, the default) and (d) ``python -m serve --ingress proxy``. Each gets a
-fixed number of real photos at each concurrency; the table gives requests/s, p50/p95 latency,
+serve --ingress haproxy`` and (d) ``python -m serve`` (the Python proxy ingress, the default).
+Each gets a fixed number of real photos at each concurrency; the table gives requests/s, p50/p95 latency,
 errors, the server's CPU time per request (every process of the server, Ray's daemons included,
 from /proc, also split by process) and the load client's own CPU, beside the floor: decode +
 inference alone, in one process. Everything runs inside a fresh loopback-only network namespace
@@ -212,8 +212,8 @@ def bench_target(
 NAMES = {
     "plain": "plain gr.Interface",
     "app": "project Gradio app (/classify)",
-    "serve": "python -m serve",
-    "serve-proxy": "python -m serve --ingress proxy",
+    "serve": "python -m serve --ingress haproxy",
+    "serve-proxy": "python -m serve (--ingress proxy, the default)",
 }
 
 

@@ -28,7 +28,7 @@ class ServeConfig:
 #: bundled HAProxy on ``--port`` forwards to each replica's own HTTP server); ``proxy``: Serve's
 #: Python proxy actor, which parses HTTP and hands the request to a replica over Ray.
 INGRESS_MODES = ("haproxy", "proxy")
-DEFAULT_INGRESS = "haproxy"
+DEFAULT_INGRESS = "proxy"  # binds only --host; haproxy also opens :8404 and :9101 everywhere
 
 
 def ingress_env(mode: str, workdir: str) -> dict[str, str]:

@@ -49,7 +49,7 @@ def test_serve_joins_a_running_cluster_and_leaves_it_running(demo_artifacts, tmp
 
     photo = demo_artifacts.test_photos()[0][1]
     (expected,) = reference_probabilities(demo_artifacts.ckpt, [photo])
-    names = demo_artifacts.ckpt["class_names"]
+    names = list(demo_artifacts.ckpt.class_names)
     ray_cli = str(Path(sys.executable).parent / "ray")
     log = tmp_path / "serve.log"
     try:

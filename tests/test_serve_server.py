@@ -55,8 +55,9 @@ def predict(ns: LoopbackNamespace, path: Path) -> tuple[int, object]:
     return curl(ns, "--data-binary", f"@{path}", "-H", "Content-Type: image/jpeg", f"{URL}/predict")
 
 
-@pytest.fixture(scope="module")
-def server(demo_artifacts, tmp_path_factory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["proxy", "haproxy"])
+def server(request, demo_artifacts, tmp_path_factory) -> Iterator[Server]:
+    """The service with each ingress: the default Python proxy and the opt-in HAProxy."""
     try:
         ns = LoopbackNamespace().__enter__()
     except NamespaceUnavailable as e:
@@ -71,6 +72,7 @@ def server(demo_artifacts, tmp_path_factory) -> Iterator[Server]:
         "--cpus-per-replica", "0.5",
         "--max-batch", str(MAX_BATCH),
         "--max-body-mb", str(MAX_BODY_MB),
+        "--ingress", request.param,
     ]  # fmt: skip
     try:
         with open(log, "wb") as out:
