@@ -1,13 +1,14 @@
 """``python -m benchmarks.serving``: a bounded loopback load on four ways to serve the model.
 
 (a) the plain ``gr.Interface`` a user writes first (:mod:`benchmarks.plain_interface`), (b) the
-project's Gradio app (``python -m demo``, ``/classify`` with 1 timed run), (c) ``python -m
-serve --ingress haproxy`` and (d) ``python -m serve`` (the Python proxy ingress, the default).
-Each gets a fixed number of real photos at each concurrency; the table gives requests/s,
-p50/p95 latency, errors, the server's CPU time per request (every process of the server, Ray's daemons included,
-from /proc, also split by process) and the load client's own CPU, beside the floor: decode +
-inference alone, in one process. Everything runs inside a fresh loopback-only network namespace
-(see :mod:`serve.netns`), so no packet leaves 127.0.0.1 and no Ray process outlives the run.
+project's Gradio app (``python -m demo``, ``/classify`` with 1 timed run), (c) ``python -m serve
+--ingress haproxy`` and (d) ``python -m serve`` (the Python proxy ingress, the default). Each
+gets a fixed number of real photos at each concurrency; the table gives requests/s, p50/p95
+latency, errors, the server's CPU time per request (every process of the server, Ray's daemons
+included, from /proc, also split by process) and the load client's own CPU, beside the floor:
+decode + inference alone, in one process. Everything runs inside a fresh loopback-only network
+namespace (see :mod:`serve.netns`), so no packet leaves 127.0.0.1 and no Ray process outlives
+the run.
 """
 
 from __future__ import annotations
