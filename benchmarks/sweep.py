@@ -28,7 +28,7 @@ from tqdm import tqdm
 from benchmarks.flops import FlopCount, flops_per_image
 from benchmarks.op_profile import Profile, ort_profile, torch_profile
 from benchmarks.peak import Peak, best_cuda_sgemm_rate, measure_peak
-from benchmarks.variants import BASELINE, all_variants
+from benchmarks.variants import BASELINE, LOGITS_ONLY, WITH_OOD, all_variants
 from export.runtimes.errors import Unavailable, first_line
 from export.runtimes.open import Sources, open_variant
 from export.runtimes.runner import Bound, Runner
@@ -100,6 +100,8 @@ class SweepResult:
     cuda_peak_flops_per_s: float | None
     meta: dict[str, Any] = field(default_factory=dict)
     profiles: list[Profile] = field(default_factory=list)
+    # batch → folded-with-ood_score / folded-logits-only latency (ORT, same rounds)
+    ood_cost: dict[int, Ratio] = field(default_factory=dict)
 
     @property
     def flops_per_image(self) -> float:
@@ -165,18 +167,33 @@ def _onnx_files(cfg: SweepConfig, tmp: Path) -> dict[str, Path]:
     return result.files
 
 
-def _sources(cfg: SweepConfig, tmp: Path) -> tuple[Sources, Checkpoint]:
+def _sources(cfg: SweepConfig, tmp: Path) -> tuple[Sources, Sources, Checkpoint]:
+    """The served networks and files, and the same folded network without its OOD score.
+
+    The second :class:`Sources` runs :data:`benchmarks.variants.LOGITS_ONLY`: the folded
+    classifier alone, exported here beside the served files, so that the OOD score's cost is
+    measured as the only difference between two graphs timed in the same rounds.
+    """
     import bnfold
     from bnfold.checkpoint import CheckpointError, load_checkpoint
+    from export import onnx_writer
+    from export.networks import served_networks
 
     try:
         ckpt = load_checkpoint(cfg.checkpoint)
-        unfolded = ckpt.build_model(allow_folded=False)
-    except CheckpointError as e:
+        served = served_networks(ckpt, cfg.checkpoint)
+    except (CheckpointError, ValueError) as e:
         raise BenchmarkError(str(e)) from e
     size = ckpt.input_size
-    folded = bnfold.fold(unfolded, torch.zeros(2, 3, *size)).model.eval()
-    return Sources(unfolded, folded, _onnx_files(cfg, tmp), size), ckpt
+    files = _onnx_files(cfg, tmp)
+    sources = Sources(served.unfolded, served.folded, files, size, served.output_names)
+    classifier = ckpt.build_model(allow_folded=False)
+    folded = bnfold.fold(classifier, torch.zeros(2, 3, *size)).model.eval()
+    logits_file = tmp / "logits-only.folded.onnx"
+    onnx_writer.save(onnx_writer.to_onnx(folded, size), logits_file)
+    plain = {UNFOLDED: files[UNFOLDED], FOLDED: logits_file}
+    logits_only = Sources(classifier, folded, plain, size)
+    return sources, logits_only, ckpt
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,12 +203,17 @@ def _sources(cfg: SweepConfig, tmp: Path) -> tuple[Sources, Checkpoint]:
 def _parity(
     variant: Variant, got: dict[str, np.ndarray], ref: dict[str, np.ndarray]
 ) -> tuple[bool, float, float]:
-    """Every output of the reference within export's tolerance, logits' argmax identical."""
+    """Every output of the reference within export's tolerance, logits' argmax identical.
+
+    The logits-only variant has no ``ood_score`` by design: its logits are checked alone.
+    """
     from export.parity_run import tolerance
 
     tol = tolerance(variant)
     passed, max_abs, tol_ratio = True, 0.0, 0.0
-    for name, r in ref.items():
+    wanted = ["logits"] if variant.family == LOGITS_ONLY else list(ref)
+    for name in wanted:
+        r = ref[name]
         g = got.get(name)
         if g is None or g.shape != r.shape:
             return False, float("inf"), float("inf")
@@ -231,11 +253,13 @@ def _meta(cfg: SweepConfig) -> dict[str, Any]:
     }
 
 
-def _load_all(variants: list[Variant], sources: Sources) -> tuple[dict[str, Runner], dict]:
+def _load_all(
+    variants: list[Variant], sources: Sources, logits_only: Sources
+) -> tuple[dict[str, Runner], dict]:
     runners: dict[str, Runner] = {}
     unavailable: dict[str, str] = {}
     for variant in tqdm(variants, desc="load", unit="variant", leave=False, disable=None):
-        opened = open_variant(variant, sources)
+        opened = open_variant(variant, logits_only if variant.family == LOGITS_ONLY else sources)
         if isinstance(opened, Unavailable):
             unavailable[variant.name] = opened.reason
         else:
@@ -332,17 +356,17 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
     meta = _meta(cfg)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rmb-bench-onnx-") as tmp:
-        sources, ckpt = _sources(cfg, Path(tmp))
+        sources, logits_only, ckpt = _sources(cfg, Path(tmp))
         input_size = ckpt.input_size
         meta["onnx_files"] = {k: str(v) for k, v in sources.files.items()}
-        flops = {
-            UNFOLDED: flops_per_image(sources.unfolded, input_size),
-            FOLDED: flops_per_image(sources.folded, input_size),
+        flops = {  # the classifier's: the OOD score's few extra ops are not counted as work
+            UNFOLDED: flops_per_image(logits_only.unfolded, input_size),
+            FOLDED: flops_per_image(logits_only.folded, input_size),
         }
         peak = measure_peak(cfg.peak_size, cfg.peak_repeats)
-        loaded, unavailable = _load_all(variants, sources)
+        loaded, unavailable = _load_all(variants, sources, logits_only)
         cuda_used = any(v.cuda for v in variants if v.name in loaded)
-        reference = float64_reference(sources.unfolded)
+        reference = float64_reference(sources.unfolded, sources.output_names)
         cells: dict[tuple[str, int], Cell] = {}
         for b in tqdm(cfg.batch_sizes, desc="batch sizes", unit="size", leave=False, disable=None):
             found = _sweep_batch(cfg, variants, loaded, reference, input_size, b)
@@ -360,6 +384,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
         variants=variants,
         cells=cells,
         fold_pairs=_fold_pairs(variants, cells, cfg.batch_sizes),
+        ood_cost=_ood_cost(cells, cfg.batch_sizes),
         flops=flops,
         peak=peak,
         cuda_peak_flops_per_s=cuda_peak,
@@ -406,3 +431,14 @@ def _fold_pairs(
             if u and f and u.samples is not None and f.samples is not None:
                 pairs[(family, b)] = latency_ratio(u.samples, f.samples)
     return pairs
+
+
+def _ood_cost(cells: dict[tuple[str, int], Cell], batch_sizes: tuple[int, ...]) -> dict[int, Ratio]:
+    """With-``ood_score`` over logits-only latency of the folded file (ORT, same rounds)."""
+    out = {}
+    for b in batch_sizes:
+        with_ood = cells.get((f"{WITH_OOD}/{FOLDED}", b))
+        alone = cells.get((f"{LOGITS_ONLY}/{FOLDED}", b))
+        if with_ood and alone and with_ood.samples is not None and alone.samples is not None:
+            out[b] = latency_ratio(with_ood.samples, alone.samples)
+    return out

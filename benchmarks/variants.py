@@ -11,6 +11,10 @@ from export.runtimes.variant import ONNXRUNTIME as ORT
 from export.runtimes.variant import PYTORCH, OrtOptions, TorchOptions, Variant
 
 BASELINE = "pytorch-eager/unfolded"
+#: The OOD score's cost: this family runs the folded graph without ``ood_score`` (logits only),
+#: timed in the same rounds as the same session options on the served folded file.
+LOGITS_ONLY = "ort-all-t1-iobind-logits-only"
+WITH_OOD = "ort-all-t1-iobind"
 #: family → what a user writes to get it (the report's "how" column).
 HOW: dict[str, str] = {}
 
@@ -101,6 +105,12 @@ def cpu_variants() -> list[Variant]:
             ORT,
             OrtOptions("all", threads=1, io_binding=True),
             "ORT_ENABLE_ALL, intra_op_num_threads=1, IO binding, pre-allocated output",
+        ),
+        _folded(
+            LOGITS_ONLY,
+            ORT,
+            OrtOptions("all", threads=1, io_binding=True),
+            "as ort-all-t1-iobind, on the folded graph without ood_score (the OOD score's cost)",
         ),
         _folded(
             "ort-all-t2-iobind",

@@ -16,8 +16,11 @@ Definitions, per candidate over every input and every output tensor (Δ = y - re
   are judged by atol alone); 0 if there are none.
 - ``tolerance_ratio``: max |Δ| / (atol + rtol·|ref|); at most 1 means every element is within
   tolerance.
-- ``argmax_agreement``: fraction of positions whose argmax along ``class_axis`` (axis 0 for 1-D
-  outputs) matches the reference.
+- ``argmax_agreement``: fraction of positions whose argmax along ``class_axis`` matches the
+  reference, over the outputs that have that axis (logits (N, C), not a per-sample score (N,):
+  an argmax across the samples of a batch means nothing); 1.0 when no output has one.
+- ``outputs``: ``max_abs_error`` and ``tolerance_ratio`` of each output tensor, by position, so
+  a report can show a small score's errors apart from the logits'.
 - ``passed``: ``tolerance_ratio <= 1`` and ``argmax_agreement == 1`` (identical on every input).
 
 Any NaN or ±Inf, in a candidate's output or in the reference's, counts as an infinite error at
@@ -39,6 +42,14 @@ Candidate = Callable[..., Any] | nn.Module
 
 
 @dataclass(frozen=True)
+class OutputParity:
+    """The errors of one output tensor (by position in the flattened outputs)."""
+
+    max_abs_error: float
+    tolerance_ratio: float
+
+
+@dataclass(frozen=True)
 class CandidateParity:
     """How one candidate compares with the reference."""
 
@@ -50,6 +61,7 @@ class CandidateParity:
     argmax_agreement: float
     num_inputs: int
     passed: bool
+    outputs: tuple[OutputParity, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +121,7 @@ class _Stats:
     def __init__(self) -> None:
         self.abs = self.rel = self.elem_rel = self.ratio = 0.0
         self.agree = self.positions = 0
+        self.per_output: list[list[float]] = []  # [max |Δ|, tolerance ratio] per output
 
     def add(self, name: str, ref: list[Tensor], got: list[Tensor], atol, rtol, axis) -> None:
         if len(ref) != len(got):
@@ -118,6 +131,8 @@ class _Stats:
                 raise ValueError(
                     f"{name} output {i} has shape {tuple(g.shape)}, the reference {tuple(r.shape)}"
                 )
+            while len(self.per_output) <= i:
+                self.per_output.append([0.0, 0.0])
             if r.numel() == 0:
                 continue
             finite = torch.isfinite(g) & torch.isfinite(r)
@@ -131,13 +146,16 @@ class _Stats:
             if big.any():
                 self.elem_rel = max(self.elem_rel, (delta[big] / magnitude[big]).max().item())
             ratio = torch.where(delta == 0, 0.0, delta / (atol + rtol * magnitude))
-            self.ratio = max(self.ratio, ratio.max().item())
+            worst_ratio = ratio.max().item()
+            self.ratio = max(self.ratio, worst_ratio)
+            own = self.per_output[i]
+            own[0], own[1] = max(own[0], worst), max(own[1], worst_ratio)
             self._argmax(r, g, axis)
 
     def _argmax(self, r: Tensor, g: Tensor, axis: int) -> None:
-        if r.dim() == 0:
+        if r.dim() <= axis:  # no class axis: a per-sample score, not a distribution over classes
             return
-        dim = axis if r.dim() >= 2 else 0
+        dim = axis
         same = torch.argmax(torch.nan_to_num(g, nan=-torch.inf), dim) == torch.argmax(r, dim)
         self.agree += int(same.sum())
         self.positions += same.numel()
@@ -153,6 +171,7 @@ class _Stats:
             argmax_agreement=agreement,
             num_inputs=count,
             passed=self.ratio <= 1.0 and agreement == 1.0,
+            outputs=tuple(OutputParity(a, t) for a, t in self.per_output),
         )
 
 

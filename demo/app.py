@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 #: Gradio's upload cache: every hour, delete the uploads older than an hour (default).
 DEFAULT_CACHE_MAX_AGE_S = 3600
 CLASSIFY_CONCURRENCY = 4
-COLUMN_WIDTHS = ["12%", "6%", "17%", "9%", "9%", "7%", "7%", "11%", "10%", "5%", "7%"]
+COLUMN_WIDTHS = ["11%", "5%", "15%", "8%", "8%", "8%", "7%", "7%", "10%", "10%", "5%", "6%"]
 INTRO = """
 # What BatchNorm folding changes, and what it costs
 
@@ -134,9 +134,10 @@ def classify_tab(runtimes: RuntimeSet, examples: list[Path], limits: UploadLimit
             with gr.Column(scale=3, min_width=360):
                 label = gr.Label(
                     num_top_classes=len(runtimes.class_names),
-                    label="Predicted note, in yuan (float64 reference)",
+                    label="Predicted note, in yuan, or unknown (float64 reference)",
                     elem_id="prediction",
                 )
+                verdict = gr.Markdown(elem_id="verdict")
                 latency = gr.BarPlot(
                     x="variant",
                     y="p50 ms",
@@ -160,7 +161,7 @@ def classify_tab(runtimes: RuntimeSet, examples: list[Path], limits: UploadLimit
         button.click(
             on_classify,
             inputs=[image, runs],
-            outputs=[label, table, latency],
+            outputs=[label, table, latency, verdict],
             api_name="classify",
             preprocess=False,
             # Decoding and formatting overlap; the timed runs themselves take turns on

@@ -83,7 +83,9 @@ def upload_source(payload: Any) -> str:
 def classify_upload(
     runtimes: RuntimeSet, payload: Any, runs: Any, limits: UploadLimits = UploadLimits()
 ) -> tuple[Any, ...]:
-    """/classify: the reference probabilities, the per-variant table, the latency bars."""
+    """/classify: the label (``unknown`` or the reference probabilities), the per-variant table,
+    the latency bars, and why the label is what it is (appended last: older clients that read
+    the first three outputs keep working)."""
     runs = whole_number(runs, "runs", 1, MAX_RUNS)
     upload = upload_source(payload)
     try:
@@ -97,7 +99,7 @@ def classify_upload(
         raise refuse(str(e), title="Image refused") from e
     result = classify(runtimes, image, runs=runs)
     table, latency = tables.classification_table(result), tables.latency_frame(result)
-    return result.probabilities, table, latency
+    return tables.label_value(result), table, latency, tables.verdict_markdown(result)
 
 
 def benchmark(runtimes: RuntimeSet, max_batch: Any, runs: Any) -> tuple[Any, ...]:

@@ -2,6 +2,8 @@
 
 Plain functions over a :class:`demo.runtimes.RuntimeSet` and a PIL image; the Gradio layer only
 formats what they return. Preprocessing is :mod:`train.preprocess`, the one evaluation uses.
+A photo is *unknown* when the float64 reference's ``ood_score`` is above the checkpoint's
+threshold; every variant's own score is shown beside it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from PIL import Image
 
 from demo.runtimes import ModelFacts, RuntimeSet
+from export.networks import OOD_SCORE, OODInfo
 from export.runtimes.errors import Unavailable
 from export.runtimes.timing import percentiles_ms, time_calls
 from export.runtimes.variant import Variant
@@ -23,6 +26,7 @@ from train.preprocess import normalize
 DEFAULT_RUNS = 20
 DEFAULT_WARMUP = 3
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+UNKNOWN = "unknown"  # the label of a photo the OOD score rejects
 
 
 @dataclass(frozen=True)
@@ -37,19 +41,36 @@ class VariantResult:
     p90_ms: float
     max_abs_dlogits: float  # vs the float64 reference
     facts: ModelFacts
+    ood_score: float | None = None  # this variant's own score (None: the model has none)
 
 
 @dataclass(frozen=True)
 class Classification:
-    """The reference probabilities, every available variant's result, and what could not run."""
+    """The reference probabilities, every available variant's result, and what could not run.
+
+    ``ood_score`` is the float64 reference's; with ``ood`` (threshold and method) it decides
+    whether the photo is :data:`UNKNOWN`.
+    """
 
     probabilities: dict[str, float]
     results: list[VariantResult]
     unavailable: list[Unavailable]
+    ood_score: float | None = None
+    ood: OODInfo | None = None
+
+    @property
+    def network_label(self) -> str:
+        """What the classifier answers, whether or not the photo is unknown."""
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def unknown(self) -> bool:
+        return self.ood is not None and self.ood.is_unknown(self.ood_score)
 
     @property
     def label(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
+        """:data:`UNKNOWN` when the reference's OOD score is above the threshold."""
+        return UNKNOWN if self.unknown else self.network_label
 
 
 @dataclass(frozen=True)
@@ -86,11 +107,13 @@ def classify(
     names = runtimes.class_names
     results = []
     with runtimes.lock:
-        reference = runtimes.reference(batch)[0]
-        outputs = [runtime(batch)["logits"][0] for runtime in runtimes.available]
+        ref_outputs = runtimes.reference_outputs(batch)
+        reference = ref_outputs["logits"][0]
+        outputs = [runtime(batch) for runtime in runtimes.available]
         timings = time_calls(runtimes.available, batch, runs=runs, warmup=warmup)
-        for runtime, logits, samples in zip(runtimes.available, outputs, timings, strict=True):
+        for runtime, out, samples in zip(runtimes.available, outputs, timings, strict=True):
             p50, p90 = percentiles_ms(samples)
+            logits = out["logits"][0]
             probs = softmax(logits)
             best = int(probs.argmax())
             results.append(
@@ -103,10 +126,18 @@ def classify(
                     p90_ms=p90,
                     max_abs_dlogits=float(np.abs(logits.astype(np.float64) - reference).max()),
                     facts=runtimes.facts[runtime.variant],
+                    ood_score=_score(out),
                 )
             )
     probabilities = dict(zip(names, (float(p) for p in softmax(reference)), strict=True))
-    return Classification(probabilities, results, list(runtimes.unavailable))
+    return Classification(
+        probabilities, results, list(runtimes.unavailable), _score(ref_outputs), runtimes.ood
+    )
+
+
+def _score(outputs: dict[str, np.ndarray]) -> float | None:
+    """The first image's ``ood_score``, or None for a model without one."""
+    return float(outputs[OOD_SCORE][0]) if OOD_SCORE in outputs else None
 
 
 def sweep(

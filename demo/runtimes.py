@@ -7,9 +7,11 @@ variant that cannot run here (kept as an :class:`~export.runtimes.errors.Unavail
 module adds what the page shows: titles, and what each model is made of (:class:`ModelFacts`).
 
 Every runner takes the same input, a float32 N×3×H×W array already normalised, and returns its
-outputs as float32 arrays (``logits`` first), so timings compare like with like (host → device
-→ host copies included for CUDA). The float64 PyTorch forward of the unfolded network is the
-reference the others are measured against.
+outputs as float32 arrays (``logits`` first, then ``ood_score`` when the checkpoint has an OOD
+score), so timings compare like with like (host → device → host copies included for CUDA). The
+variants run the served network of :mod:`export.networks` (the model with its OOD score), and
+its float64 PyTorch forward, unfolded, is the reference the others are measured against and
+the one that decides *unknown*.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 from bnfold.checkpoint import Checkpoint, load_checkpoint
+from export.networks import Networks, OODInfo, served_networks
 from export.runtimes.errors import Unavailable
 from export.runtimes.open import Sources, open_variant
 from export.runtimes.runner import Runner
@@ -80,7 +83,7 @@ class RuntimeSet:
     """Everything the demo runs, loaded once: the runners, the reference, the two networks."""
 
     checkpoint: Checkpoint
-    unfolded: nn.Module  # CPU, float32, eval mode
+    unfolded: nn.Module  # the classifier alone, CPU, float32, eval mode (the folding tab)
     folded: nn.Module
     fold_report: Any  # bnfold.FoldReport
     onnx_paths: dict[bool, Path]  # folded? -> file
@@ -89,6 +92,7 @@ class RuntimeSet:
     unavailable: list[Unavailable]
     facts: dict[Variant, ModelFacts]
     reference_outputs: Callable[[np.ndarray], dict[str, np.ndarray]]  # unfolded, float64, CPU
+    served: Networks  # what the variants run: the classifier with its OOD score, if any
     # Timed runs take turns: concurrent runs would time each other, and CUDA work is serialised.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,6 +115,11 @@ class RuntimeSet:
     def reference(self, batch: np.ndarray) -> np.ndarray:
         """float64 logits of the unfolded network: the yardstick for every variant."""
         return self.reference_outputs(batch)["logits"]
+
+    @property
+    def ood(self) -> OODInfo | None:
+        """The threshold and method that decide *unknown*, or None (no OOD score)."""
+        return self.served.ood
 
     def variants(self) -> Iterator[tuple[Variant, Runner | Unavailable]]:
         """All variants in :func:`demo_variants` order, each runner or reason."""
@@ -144,8 +153,9 @@ def load_runtimes(
     height, width = ckpt.input_size
     result = bnfold.fold(unfolded, torch.zeros(1, 3, height, width))
     folded = result.model.eval()
+    served = served_networks(ckpt, str(checkpoint))
     files = {UNFOLDED: Path(unfolded_onnx), FOLDED: Path(folded_onnx)}
-    sources = Sources(unfolded, folded, files, (height, width))
+    sources = Sources(served.unfolded, served.folded, files, (height, width), served.output_names)
     variants = demo_variants(threads)
     available: list[Runner] = []
     unavailable: list[Unavailable] = []
@@ -174,7 +184,8 @@ def load_runtimes(
         available=available,
         unavailable=unavailable,
         facts=facts,
-        reference_outputs=float64_reference(unfolded),
+        reference_outputs=float64_reference(served.unfolded, served.output_names),
+        served=served,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from demo.inference import Classification, Throughput
+from demo.inference import UNKNOWN, Classification, Throughput
 from demo.runtimes import TITLES, RuntimeSet, title
 from export.runtimes.variant import PYTORCH, Variant
 
@@ -17,6 +17,7 @@ TABLE_HEADERS = [
     "device / provider",
     "prediction",
     "confidence",
+    "ood_score",
     "p50 ms",
     "p90 ms",
     "max |Δ logits| vs float64",
@@ -29,7 +30,9 @@ TABLE_NOTES = (
     "after 3 warm-up calls, host-device copies included. max |Δ logits|: largest difference "
     "from the unfolded network run in float64. BatchNorm ops: in the model as stored; for ONNX "
     "Runtime also how many it still runs after fusing Conv+BatchNorm itself at load time. "
-    "ops: graph nodes. KiB: the .onnx file, or the saved state_dict for PyTorch."
+    "ops: graph nodes. KiB: the .onnx file, or the saved state_dict for PyTorch. ood_score: "
+    "each variant's own out-of-distribution score (higher = less like the training photos); "
+    "the float64 reference's decides *unknown*."
 )
 
 
@@ -55,6 +58,7 @@ def classification_table(result: Classification) -> pd.DataFrame:
                 device,
                 r.prediction,
                 round(r.confidence, 6),
+                "-" if r.ood_score is None else round(r.ood_score, 6),
                 round(r.p50_ms, 3),
                 round(r.p90_ms, 3),
                 float(f"{r.max_abs_dlogits:.2e}"),
@@ -64,6 +68,34 @@ def classification_table(result: Classification) -> pd.DataFrame:
             ]
         )
     return pd.DataFrame(rows, columns=TABLE_HEADERS)
+
+
+def label_value(result: Classification) -> dict[str, float] | str:
+    """What ``gr.Label`` shows: exactly ``unknown`` for an unknown photo, else the probabilities."""
+    return UNKNOWN if result.unknown else result.probabilities
+
+
+def verdict_markdown(result: Classification) -> str:
+    """Why the label is what it is: the score against the threshold, and the network's answer."""
+    answer = result.network_label
+    network = f"**{answer}** ({100 * result.probabilities[answer]:.1f}%)"
+    if result.ood is None:
+        return (
+            f"This checkpoint has no out-of-distribution score (it predates it), so every photo "
+            f"gets a denomination: the network answers {network}."
+        )
+    ood = result.ood
+    if result.unknown:
+        return (
+            f"**Unknown**: this photo does not look like the notes the model was trained on. "
+            f"Its OOD score {result.ood_score:.4g} is above the threshold {ood.threshold:.4g} "
+            f"(method `{ood.method}`, float64 reference). The network alone would have answered "
+            f"{network}."
+        )
+    return (
+        f"Known: OOD score {result.ood_score:.4g} ≤ threshold {ood.threshold:.4g} (method "
+        f"`{ood.method}`), so the network's answer stands: {network}."
+    )
 
 
 def latency_frame(result: Classification) -> pd.DataFrame:

@@ -2,8 +2,10 @@
 
 A deployed ``.onnx`` travels without its checkpoint, so it carries what a consumer needs to feed
 it (class names, mean, std, input size) and what an auditor needs to trace it (the checkpoint's
-sha256, the fold report, the tool versions). Values are strings, as ONNX requires; structured
-values are JSON so that any language can read them back.
+sha256, the fold report, the tool versions). A file with an ``ood_score`` output also carries
+``ood_threshold`` (``repr`` of the float, so ``float()`` gives back the checkpoint's exact value)
+and ``ood_method``: a photo is unknown when ``ood_score > ood_threshold``. Values are strings,
+as ONNX requires; structured values are JSON so that any language can read them back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import onnx
 
 if TYPE_CHECKING:
     from bnfold.checkpoint import Checkpoint
+    from export.networks import OODInfo
 
 CLASS_NAMES = "class_names"
 MEAN = "mean"
@@ -29,6 +32,8 @@ ARCH = "arch"
 EXPORTER = "exporter"
 TORCH_VERSION = "torch_version"
 ONNX_VERSION = "onnx_version"
+OOD_THRESHOLD = "ood_threshold"  # repr of a float: unknown when ood_score > float(this)
+OOD_METHOD = "ood_method"
 JSON_KEYS = (CLASS_NAMES, MEAN, STD, INPUT_SIZE, FOLD_REPORT, FOLDED)
 
 
@@ -48,11 +53,12 @@ def build_metadata(
     fold_report: dict[str, Any],
     folded: bool,
     exporter: str,
+    ood: OODInfo | None = None,
 ) -> dict[str, str]:
     """The ``metadata_props`` of one exported file (all values strings)."""
     import torch
 
-    return {
+    meta = {
         ARCH: str(ckpt.arch),
         CLASS_NAMES: json.dumps(list(ckpt.class_names)),
         MEAN: json.dumps([float(v) for v in ckpt.mean]),
@@ -65,6 +71,10 @@ def build_metadata(
         TORCH_VERSION: torch.__version__,
         ONNX_VERSION: onnx.__version__,
     }
+    if ood is not None:
+        meta[OOD_THRESHOLD] = repr(float(ood.threshold))
+        meta[OOD_METHOD] = ood.method
+    return meta
 
 
 def with_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:

@@ -7,13 +7,15 @@ and ``training=EVAL`` (BN nodes carry ``training_mode=0``), and the dynamo expor
 ``optimize=False``. TorchScript is the default: it takes ~0.2 s instead of ~3 s per file and writes
 the plainer graph (Conv, BN, Relu, MaxPool, Flatten, Gemm), but PyTorch has deprecated it, hence
 ``exporter="dynamo"`` as the way forward. Either way the graph has one input ``image``
-(N×3×H×W float32, normalised) and one output ``logits``, both with a dynamic batch axis.
+(N×3×H×W float32, normalised) and the outputs named by ``output_names`` (``logits``, and
+``ood_score`` for a model that returns its OOD score too), all with a dynamic batch axis.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
@@ -65,20 +67,25 @@ def to_onnx(
     *,
     opset: int = DEFAULT_OPSET,
     exporter: str = "torchscript",
+    output_names: Sequence[str] = (OUTPUT_NAME,),
 ) -> onnx.ModelProto:
     """``model`` (in eval mode) as an ONNX model that keeps its BatchNorms; ``model`` is unchanged.
 
+    ``output_names`` name the model's outputs in order (a tuple output has one per element).
     The caller checks the opset with :func:`check_opset` first.
     """
     if model.training:
         raise ExportError("export a model in eval mode: call model.eval() first")
     example = torch.zeros(_EXAMPLE_BATCH, 3, *input_size)
+    names = list(output_names)
     if exporter == "torchscript":
-        return _torchscript(model, example, opset)
-    return _dynamo(model, example, opset)
+        return _torchscript(model, example, opset, names)
+    return _dynamo(model, example, opset, names)
 
 
-def _torchscript(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+def _torchscript(
+    model: nn.Module, example: torch.Tensor, opset: int, names: list[str]
+) -> onnx.ModelProto:
     import io
 
     buffer = io.BytesIO()
@@ -95,13 +102,15 @@ def _torchscript(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.Mo
             training=torch.onnx.TrainingMode.EVAL,
             opset_version=opset,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}},
+            output_names=names,
+            dynamic_axes={name: {0: BATCH_AXIS} for name in (INPUT_NAME, *names)},
         )
     return onnx.load_model_from_string(buffer.getvalue())
 
 
-def _dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+def _dynamo(
+    model: nn.Module, example: torch.Tensor, opset: int, names: list[str]
+) -> onnx.ModelProto:
     program = torch.onnx.export(
         model,
         (example,),
@@ -110,7 +119,7 @@ def _dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelPr
         verbose=False,
         opset_version=opset,
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=names,
         dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),
     )
     return program.model_proto

@@ -7,10 +7,14 @@ where CUDA is present, PyTorch CUDA and the ORT CUDA provider, unfolded/folded. 
 that cannot run here becomes a ``"not run"`` row with the reason, never a silent gap; a CPU
 variant that does not open is a failure (the CPU is always here).
 
-Every output the reference has is compared (``logits`` and any other, by name), with the same
-tolerances. Pass: every element within ``atol + rtol·|ref|``, the argmax identical to the
-reference on every input, and every value of the variant and the reference finite: a NaN or an
-Inf is a failure even where both agree on it (a NaN model is not "exactly folded").
+Every output the reference has is compared (``logits`` and ``ood_score``, by name), with the
+same tolerances; the reference is the served module (``WithOOD`` when the checkpoint has an OOD
+score, :mod:`export.networks`) in float64. Pass: every element within ``atol + rtol·|ref|``,
+the logits' argmax identical to the reference on every input, every value of the variant and the
+reference finite (a NaN or an Inf is a failure even where both agree on it: a NaN model is not
+"exactly folded"), and, with an OOD score, the *unknown* decision (``ood_score > threshold``)
+the reference's on every input whose reference score is clear of the threshold's tolerance band
+(:mod:`export.decision`; inputs inside the band are reported as *near*, not failed).
 
 CPU: atol 1e-5, rtol 1e-4 — a few hundred fp32 products per logit put the rounding error around
 1e-6 relative, so this leaves room for summation order and nothing else. CUDA: atol 1e-4, rtol
@@ -26,21 +30,26 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from export.decision import DecisionCount
 from export.inputs import ParityInput
 from export.runtimes.errors import Unavailable
 from export.runtimes.open import Sources, open_variant
-from export.runtimes.runner import Runner
+from export.runtimes.runner import LOGITS, Runner
 from export.runtimes.variant import ONNXRUNTIME, PYTORCH, OrtOptions, TorchOptions, Variant
+
+if TYPE_CHECKING:
+    from export.networks import OODInfo
 
 log = logging.getLogger(__name__)
 
-REFERENCE = "unfolded PyTorch model, float64, CPU"
+REFERENCE = "unfolded PyTorch model (with its OOD score, if any), float64, CPU"
+OOD_SCORE = "ood_score"
 PARITY_JSON = "parity.json"
 PARITY_MD = "parity.md"
 
@@ -91,6 +100,12 @@ class ParityRow:
     atol: float
     rtol: float
     passed: bool | None  # None when not run
+    outputs: dict[str, dict[str, float]] | None = None  # name → max_abs_err, tolerance_ratio
+    # The unknown decision (ood_score > threshold), with an OOD score only: agreement over the
+    # inputs clear of the threshold's tolerance band, how many were inside it, disagreements.
+    decision_agreement: float | None = None
+    near_threshold: int | None = None
+    decision_disagreements: int | None = None
 
 
 @dataclass
@@ -102,6 +117,7 @@ class ParityReport:
     outputs: list[str]  # the reference's output names, all compared
     checkpoint_sha256: str | None = None  # what the proof is of (export.proof checks it)
     files: dict[str, dict[str, str]] | None = None  # kind → {"name", "sha256"} of the files
+    ood: dict[str, Any] | None = None  # {"threshold", "method"} when there is an ood_score
 
     @property
     def passed(self) -> bool:
@@ -123,8 +139,15 @@ class ParityReport:
         return {
             "passed": self.passed,
             "reference": REFERENCE,
-            "criterion": "max|Δ| <= atol + rtol·|ref| elementwise, argmax identical on every "
-            "input, every value finite",
+            "criterion": "max|Δ| <= atol + rtol·|ref| elementwise for every output, argmax of "
+            "the logits identical on every input, every value finite"
+            + (
+                "; unknown (ood_score > threshold) decided as the reference on every input whose "
+                "reference score is outside atol + rtol·|ref| of the threshold"
+                if self.ood
+                else ""
+            ),
+            "ood": self.ood,
             "checkpoint_sha256": self.checkpoint_sha256,
             "files": self.files,
             "outputs": self.outputs,
@@ -135,13 +158,23 @@ class ParityReport:
     def to_table(self, rows: list[ParityRow] | None = None) -> str:
         """A fixed-width table for terminals."""
         header = ("variant", "provider", "max|Δ|", "max rel", "tol ratio", "argmax", "result")
-        lines = [header, *(_cells(r) for r in (self.rows if rows is None else rows))]
+        if self.ood:
+            header = (*header[:6], "unknown decision", header[6])
+        lines = [header, *(self._cells(r) for r in (self.rows if rows is None else rows))]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
         text.insert(1, "-" * len(text[0].rstrip()))
         return "\n".join(t.rstrip() for t in text)
 
+    def _cells(self, r: ParityRow) -> tuple[str, ...]:
+        cells = _cells(r)
+        if not self.ood:
+            return cells
+        return (*cells[:6], _decision_cell(r), cells[6])
+
     def to_markdown(self) -> str:
+        extra = tuple(f"{n} max abs err" for n in self.outputs[1:])
+        decision = ("unknown decision",) if self.ood else ()
         header = (
             "variant",
             "provider",
@@ -149,28 +182,55 @@ class ParityReport:
             "max rel err",
             "tol ratio",
             "argmax",
+            *extra,
+            *decision,
             "atol / rtol",
             "result",
         )
+        ood = ""
+        if self.ood:
+            ood = (
+                f" With the OOD score ({self.ood['method']}, unknown when ood_score > "
+                f"{self.ood['threshold']!r}): the unknown decision must be the reference's on "
+                "every input whose reference score is outside atol + rtol·|ref| of the "
+                "threshold; inputs inside that band are counted as near, not failed."
+            )
         lines = [
             "# Parity of the exported ONNX files",
             "",
             f"**{'PASSED' if self.passed else 'FAILED'}**: {self.summary()}.",
             "",
             f"Reference: {REFERENCE}; outputs compared: {', '.join(self.outputs)}. Pass: every "
-            "element within atol + rtol·|ref| (tol ratio <= 1), the argmax identical to the "
-            "reference on every input, every value finite. max rel err is max |Δ| / max |ref|. "
-            "CUDA variants run with TF32 off.",
+            "element of every output within atol + rtol·|ref| (tol ratio <= 1), the argmax of "
+            "the logits identical to the reference on every input, every value finite. max rel "
+            "err is max |Δ| / max |ref|. CUDA variants run with TF32 off." + ood,
             "",
             "| " + " | ".join(header) + " |",
             "|" + "---|" * len(header),
         ]
         for r in self.rows:
             c = _cells(r)
-            lines.append(f"| {' | '.join((*c[:6], f'{r.atol:g} / {r.rtol:g}', c[6]))} |")
+            per_output = tuple(_output_cell(r, n) for n in self.outputs[1:])
+            mine = (_decision_cell(r),) if self.ood else ()
+            tol = f"{r.atol:g} / {r.rtol:g}"
+            lines.append(f"| {' | '.join((*c[:6], *per_output, *mine, tol, c[6]))} |")
         lines += ["", "Inputs:", ""]
         lines += [f"- {i['name']}: {'×'.join(str(d) for d in i['shape'])}" for i in self.inputs]
         return "\n".join(lines) + "\n"
+
+
+def _output_cell(r: ParityRow, name: str) -> str:
+    if r.status != "run" or not r.outputs or name not in r.outputs:
+        return "-"
+    return f"{r.outputs[name]['max_abs_err']:.2e}"
+
+
+def _decision_cell(r: ParityRow) -> str:
+    """``"100.0% (3 near)"``: agreement over the counted inputs, near-threshold ones apart."""
+    if r.status != "run" or r.decision_agreement is None:
+        return "-"
+    text = f"{100 * r.decision_agreement:.1f}% ({r.near_threshold} near)"
+    return text if not r.decision_disagreements else f"{text}, {r.decision_disagreements} differ"
 
 
 def _cells(r: ParityRow) -> tuple[str, ...]:
@@ -185,6 +245,40 @@ def _cells(r: ParityRow) -> tuple[str, ...]:
         f"{100 * r.argmax_agreement:.1f}%",
         "pass" if r.passed else ("FAIL" if r.finite else "FAIL (non-finite)"),
     )
+
+
+class _Decisions:
+    """The unknown decision of every candidate against the reference's, batch by batch.
+
+    :func:`bnfold.parity.compare` runs the reference on a batch, then each candidate on it:
+    the reference wrapper keeps the batch's reference scores, each candidate wrapper compares
+    its own with them (:class:`export.decision.DecisionCount`) at its variant's tolerance.
+    """
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.ref_scores: np.ndarray | None = None
+        self.counts: dict[str, DecisionCount] = {}
+
+    def reference(self, fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+        def run(x: Any) -> dict[str, Any]:
+            out = fn(x)
+            self.ref_scores = np.asarray(out[OOD_SCORE], np.float64)
+            return out
+
+        return run
+
+    def candidate(self, name: str, fn: Callable, tol: Tolerance) -> Callable:
+        count = self.counts.setdefault(name, DecisionCount())
+
+        def run(x: Any) -> dict[str, Any]:
+            out = fn(x)
+            if self.ref_scores is None:  # compare always runs the reference first
+                raise RuntimeError("a candidate ran before the reference")
+            count.add(self.ref_scores, out[OOD_SCORE], self.threshold, tol.atol, tol.rtol)
+            return out
+
+        return run
 
 
 def _row(variant: Variant, **measured: Any) -> ParityRow:
@@ -236,8 +330,16 @@ def prove_parity(
     files: dict[str, Path],
     inputs: list[ParityInput],
     variant_list: list[Variant] | None = None,
+    *,
+    output_names: tuple[str, ...] = (LOGITS,),
+    ood: OODInfo | None = None,
 ) -> ParityReport:
-    """Run every variant on ``inputs`` against the float64 unfolded reference."""
+    """Run every variant on ``inputs`` against the float64 unfolded reference.
+
+    ``unfolded``/``folded`` are the served modules (:mod:`export.networks`), whose tuple output
+    ``output_names`` names; with ``ood`` (the threshold and method) the unknown decision is
+    checked too (see the module doc).
+    """
     from bnfold.parity import compare
     from export.runtimes.torch_runner import float64_reference
 
@@ -245,9 +347,12 @@ def prove_parity(
         raise ValueError("prove_parity needs at least one input batch")
     batches = [i.images for i in inputs]
     size = tuple(batches[0].shape[-2:])
-    sources = Sources(unfolded, folded, files, size)
-    reference = _Finite(float64_reference(unfolded))
+    sources = Sources(unfolded, folded, files, size, tuple(output_names))
+    reference = _Finite(float64_reference(unfolded, output_names))
     names = list(reference(batches[0][:1]))
+    if ood is not None and OOD_SCORE not in names:
+        raise ValueError(f"an OOD threshold was given but the model has no {OOD_SCORE} output")
+    decisions = _Decisions(ood.threshold) if ood is not None else None
     chosen = variant_list or variants()
     rows: dict[str, ParityRow] = {}
     runnable: dict[Tolerance, dict[str, _Finite]] = {}
@@ -259,9 +364,13 @@ def prove_parity(
             if not variant.cuda:
                 rows[variant.name].passed = False
             continue
-        group = runnable.setdefault(tolerance(variant), {})
-        group[variant.name] = _Finite(_as_candidate(runner, names))
+        tol = tolerance(variant)
+        run = _as_candidate(runner, names)
+        if decisions is not None:
+            run = decisions.candidate(variant.name, run, tol)
+        runnable.setdefault(tol, {})[variant.name] = _Finite(run)
     by_name = {v.name: v for v in chosen}
+    ref_fn = reference if decisions is None else decisions.reference(reference)
     # One compare per tolerance: the float64 reference (slow on CPU) runs once per group.
     for tol, candidates in runnable.items():
         reference.finite = True
@@ -272,9 +381,24 @@ def prove_parity(
             leave=False,
             disable=None,
         )
-        result = compare(reference, candidates, progress, atol=tol.atol, rtol=tol.rtol)
+        result = compare(ref_fn, candidates, progress, atol=tol.atol, rtol=tol.rtol)
         for name, res in result.candidates.items():
             finite = candidates[name].finite and reference.finite
+            measured: dict[str, Any] = {
+                "outputs": {
+                    n: {"max_abs_err": o.max_abs_error, "tolerance_ratio": o.tolerance_ratio}
+                    for n, o in zip(names, res.outputs, strict=True)
+                }
+            }
+            agree = True
+            if decisions is not None:
+                count = decisions.counts[name]
+                measured |= {
+                    "decision_agreement": count.agreement,
+                    "near_threshold": count.near,
+                    "decision_disagreements": count.disagreements,
+                }
+                agree = count.disagreements == 0
             rows[name] = _row(
                 by_name[name],
                 status="run",
@@ -283,11 +407,13 @@ def prove_parity(
                 tolerance_ratio=res.tolerance_ratio,
                 argmax_agreement=res.argmax_agreement,
                 finite=finite,
-                passed=res.passed and finite,
+                passed=res.passed and finite and agree,
+                **measured,
             )
             log.debug("%s: %s (finite: %s)", name, res, finite)
     shapes = [{"name": i.name, "shape": list(i.images.shape)} for i in inputs]
-    return ParityReport([rows[v.name] for v in chosen], shapes, names)
+    ood_record = {"threshold": ood.threshold, "method": ood.method} if ood else None
+    return ParityReport([rows[v.name] for v in chosen], shapes, names, ood=ood_record)
 
 
 def write_parity(report: ParityReport, out: str | Path) -> list[Path]:

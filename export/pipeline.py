@@ -26,6 +26,7 @@ from export.triton import DEFAULT_MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from bnfold.checkpoint import Checkpoint
+    from export.networks import Networks
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,25 @@ class ExportResult:
 
 @dataclass
 class _Source:
-    """A loaded checkpoint, its model, and the fold of it."""
+    """A loaded checkpoint and what it serves (:func:`export.networks.served_networks`)."""
 
     path: Path
     sha256: str
     ckpt: Checkpoint
-    unfolded: Any  # nn.Module, eval mode
-    folded: Any  # nn.Module, eval mode
+    networks: Networks
     fold_report: dict[str, Any]
-    num_bn: int
+
+    @property
+    def unfolded(self) -> Any:  # nn.Module, eval mode
+        return self.networks.unfolded
+
+    @property
+    def folded(self) -> Any:
+        return self.networks.folded
+
+    @property
+    def num_bn(self) -> int:
+        return self.networks.num_bn
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -80,12 +91,9 @@ def onnx_paths(out: str | Path, checkpoint: str | Path) -> dict[str, Path]:
 
 
 def _load_source(checkpoint: str | Path) -> _Source:
-    import torch
-
-    import bnfold
-    from bnfold.bn_stats import is_batchnorm
     from bnfold.checkpoint import load_checkpoint
     from export.metadata import sha256_file
+    from export.networks import served_networks
 
     path = Path(checkpoint)
     ckpt = load_checkpoint(path)
@@ -95,20 +103,21 @@ def _load_source(checkpoint: str | Path) -> _Source:
             "the training checkpoint it came from, for the unfolded file and the reference"
         )
     sha256 = sha256_file(path)
-    model = ckpt.build_model(allow_folded=False)
-    size = ckpt.input_size
-    result = bnfold.fold(model, torch.zeros(2, 3, *size))
-    folded = result.model.eval()
-    num_bn = sum(is_batchnorm(m) for m in model.modules())
+    try:
+        networks = served_networks(ckpt, str(path))
+    except ValueError as e:  # a broken 'ood' entry
+        raise ExportError(f"{path}: {e}") from e
+    report = networks.fold_report
     log.info(
-        "checkpoint %s (%s, sha256 %s…): %d/%d BatchNorms folded",
+        "checkpoint %s (%s, sha256 %s…): %d/%d BatchNorms folded; outputs %s",
         path,
         ckpt.arch,
         sha256[:12],
-        result.report.num_folded,
-        num_bn,
+        report.num_folded,
+        networks.num_bn,
+        ", ".join(networks.output_names),
     )
-    return _Source(path, sha256, ckpt, model, folded, result.report.to_dict(), num_bn)
+    return _Source(path, sha256, ckpt, networks, report.to_dict())
 
 
 def _prepare_out(out: Path) -> None:
@@ -123,6 +132,16 @@ def _prepare_out(out: Path) -> None:
 
 def _expected_bn(kind: str, source: _Source) -> int:
     return source.num_bn if kind == UNFOLDED else 0
+
+
+def _check_outputs(proto, source: _Source, path: Path | str) -> None:
+    """The file's outputs are the served network's (an older export may lack ``ood_score``)."""
+    found = tuple(o.name for o in proto.graph.output)
+    if found != source.networks.output_names:
+        raise ExportError(
+            f"{path} has outputs {', '.join(found)}, expected "
+            f"{', '.join(source.networks.output_names)}: re-export with python -m export"
+        )
 
 
 def _check_bn_count(kind: str, proto, source: _Source, path: Path | str) -> None:
@@ -184,8 +203,13 @@ def _write_and_prove(cfg: ExportConfig, source: _Source, stage: Path) -> ExportR
     models = {UNFOLDED: source.unfolded, FOLDED: source.folded}
     for kind in tqdm(files, desc="export", unit="file", leave=False, disable=None):
         proto = onnx_writer.to_onnx(
-            models[kind], source.input_size, opset=cfg.opset, exporter=cfg.exporter
+            models[kind],
+            source.input_size,
+            opset=cfg.opset,
+            exporter=cfg.exporter,
+            output_names=source.networks.output_names,
         )
+        _check_outputs(proto, source, files[kind].name)
         _check_bn_count(kind, proto, source, files[kind].name)
         meta = metadata.build_metadata(
             source.ckpt,
@@ -193,6 +217,7 @@ def _write_and_prove(cfg: ExportConfig, source: _Source, stage: Path) -> ExportR
             fold_report=source.fold_report,
             folded=kind == FOLDED,
             exporter=cfg.exporter,
+            ood=source.networks.ood,
         )
         proto = metadata.with_metadata(proto, meta)
         onnx_writer.check(proto)
@@ -206,7 +231,15 @@ def _prove(source: _Source, files: dict[str, Path], data: str | None, prove_pari
     """The parity report of ``files``, recording what it proves (checkpoint and file sha256)."""
     from export.metadata import sha256_file
 
-    report = prove_parity(source.unfolded, source.folded, files, _inputs(source, data))
+    networks = source.networks
+    report = prove_parity(
+        networks.unfolded,
+        networks.folded,
+        files,
+        _inputs(source, data),
+        output_names=networks.output_names,
+        ood=networks.ood,
+    )
     report.checkpoint_sha256 = source.sha256
     report.files = {k: {"name": p.name, "sha256": sha256_file(p)} for k, p in files.items()}
     return report
@@ -233,6 +266,7 @@ def verify_files(cfg: ExportConfig) -> ExportResult:
                 f"python -m export --checkpoint {source.path}"
             )
         onnx_writer.check(proto)
+        _check_outputs(proto, source, path)
         _check_bn_count(kind, proto, source, path)
     return ExportResult(files, _prove(source, files, cfg.data, prove_parity))
 

@@ -11,7 +11,13 @@ own inputs and outputs (dims without the batch axis, which ``max_batch_size`` st
 for two instance groups, one on the GPU and one on the CPU, so a GPU server also keeps a CPU
 instance; Triton refuses to load a model with a KIND_GPU group on a machine without a GPU, so
 ``cpu_only=True`` writes the CPU group alone. ``labels.txt`` holds the class names, one per line,
-which Triton's classification extension returns in place of indices.
+which Triton's classification extension returns in place of indices (for outputs with a class
+axis only, so ``logits`` and not ``ood_score``).
+
+A tensor whose only axis is the batch (``ood_score``, shape N) has no dims left once the batch
+axis is taken off, and Triton's ModelConfig needs a non-empty ``dims`` with
+``max_batch_size > 0``: it is declared as ``dims: [ 1 ]`` with ``reshape: { shape: [ ] }``, the
+form Triton's model-configuration guide gives for it; clients receive it as N×1.
 """
 
 from __future__ import annotations
@@ -68,8 +74,11 @@ def _io_block(kind: str, specs: list[tuple[str, str, list[int]]], labels: bool) 
     lines = [f"{kind} ["]
     for i, (name, dtype, dims) in enumerate(specs):
         lines += ["  {", f'    name: "{name}"', f"    data_type: {dtype}"]
-        lines.append(f"    dims: [ {', '.join(str(d) for d in dims)} ]")
-        if labels:
+        if dims:
+            lines.append(f"    dims: [ {', '.join(str(d) for d in dims)} ]")
+        else:  # batch axis only (see the module doc)
+            lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+        if labels and dims:
             lines.append(f'    label_filename: "{LABELS_FILE}"')
         lines.append("  }," if i < len(specs) - 1 else "  }")
     return [*lines, "]"]

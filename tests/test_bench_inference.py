@@ -15,7 +15,14 @@ from factories import bn_lenet_with_running_stats
 import bnfold
 from benchmarks import sweep
 from benchmarks.inference import JSON_NAME, MD_NAME, PNG_NAME, get_args_parser, main
-from benchmarks.variants import BASELINE, all_variants, cpu_variants, cuda_variants, how
+from benchmarks.variants import (
+    BASELINE,
+    LOGITS_ONLY,
+    all_variants,
+    cpu_variants,
+    cuda_variants,
+    how,
+)
 from export import onnx_writer
 from export.runtimes import timing
 from export.runtimes.errors import Unavailable
@@ -86,6 +93,10 @@ def test_parity_check_rejects_a_wrong_output():
     assert not sweep._parity(variant, {"logits": got()["logits"]}, ref)[0]  # an output missing
     nan = np.full_like(logits, np.nan)
     assert not sweep._parity(variant, got(logits=nan), {**ref, "logits": nan})[0]
+    # The logits-only twin (the OOD score's cost) lacks ood_score by design; its logits count.
+    twin = next(v for v in cpu_variants() if v.family == LOGITS_ONLY)
+    assert sweep._parity(twin, {"logits": got()["logits"]}, ref)[0]
+    assert not sweep._parity(twin, {"logits": got(logits=logits + 1e-3)["logits"]}, ref)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,13 +287,23 @@ def test_tiny_run_counts_flops_measures_the_peak_and_concludes(tiny_run):
     assert [t["name"] for t in data["targets"]] == [
         "batch 1 speed-up",
         "batch 256 share of sgemm peak",
+        "batch 1 OOD score cost (ORT, folded)",
         "batch 1 folded vs unfolded, pytorch-eager",
         "batch 1 folded vs unfolded, ort-disabled",
         "folded never slower beyond noise",
     ]
     assert data["targets"][1]["met"] is None  # batch 256 was not run
+    # The OOD score's cost: with ood_score vs the logits-only twin, at both batch sizes, and a
+    # measured (met or missed, not skipped) target at batch 1. No timing is asserted.
+    assert {c["batch"] for c in data["ood_cost"]} == {1, 2}
+    assert all(c["ratio"] > 0 and c["p10"] <= c["p90"] for c in data["ood_cost"])
+    assert (
+        data["targets"][2]["met"] in (True, False)
+        and "logits-only" in data["targets"][2]["measured"]
+    )
     overall = data["recommendation"]["overall"]
-    assert overall in {v.name for v in cpu_variants()}
+    assert overall in {v.name for v in cpu_variants()} and overall != f"{LOGITS_ONLY}/folded"
+    assert LOGITS_ONLY not in " ".join(data["recommendation"]["per_batch"].values())
     assert {p["batch"] for p in data["profiles"]} == {1, 2}
     assert all(p["ops"] for p in data["profiles"])
     assert data["meta"]["load_average_before"] and data["command"].startswith("python -m")

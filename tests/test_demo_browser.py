@@ -59,7 +59,7 @@ def photo_and_rows(demo_server, cls: str) -> tuple[Path, list[tuple[str, str, st
     for photo_cls, photo in demo_server.artifacts.test_photos():
         if photo_cls != cls:
             continue
-        label, table, _ = client.predict(handle_file(str(photo)), 1, api_name="/classify")
+        label, table, _, _ = client.predict(handle_file(str(photo)), 1, api_name="/classify")
         if label["label"] == cls:
             return photo, [(r[0], r[1], r[2].split(" ")[0]) for r in table["data"]]
     raise AssertionError(f"the model gets no held-out photo of class {cls} right")

@@ -1,8 +1,10 @@
 """The served demo, through ``gradio_client`` against a real ``python -m demo`` on localhost.
 
-Protects: real photos get the answer evaluation gives them; every bad upload gets an answer or
-a clear error and never takes the server down; concurrent clients all get answers; only the
-example photos are served as files.
+Protects: real photos get the answer evaluation gives them; what is not a note (noise, a blank
+sheet, a natural photo) is answered ``unknown``, with why and what the network would have said;
+every variant's ood_score is in the table, folded and unfolded agreeing; every bad upload gets an
+answer or a clear error and never takes the server down; concurrent clients all get answers;
+only the example photos are served as files.
 """
 
 from __future__ import annotations
@@ -34,45 +36,131 @@ def client(demo_server) -> Client:
 
 
 @pytest.fixture(scope="module")
-def reference(demo_server) -> Callable[[Path], dict[str, float]]:
-    """Class probabilities as evaluation computes them: open_image → resize → normalise → f64."""
-    ckpt = demo_server.artifacts.ckpt
-    model = ckpt.build_model(allow_folded=False).double()
+def scored(demo_server) -> Callable[[Path], tuple[dict[str, float], float]]:
+    """Class probabilities and OOD score as evaluation computes them: open_image → resize →
+    normalise → the checkpoint's model with its OOD scorer (train.ood.scorer), float64."""
+    from train.ood.scorer import OODScorer, WithOOD
 
-    def probabilities(path: Path) -> dict[str, float]:
+    ckpt = demo_server.artifacts.ckpt
+    model = WithOOD(ckpt.build_model(allow_folded=False), OODScorer.from_state(ckpt.ood))
+    model = model.double().eval()
+
+    def run(path: Path) -> tuple[dict[str, float], float]:
         pixels = to_uint8_tensor(open_image(path)).unsqueeze(0)
         batch = normalize(pixels, ckpt.mean, ckpt.std).double()
         with torch.no_grad():
-            logits = model(batch).numpy()
-        return dict(zip(ckpt.class_names, softmax(logits)[0].tolist(), strict=True))
+            logits, score = model(batch)
+        probabilities = softmax(logits.numpy())[0].tolist()
+        return dict(zip(ckpt.class_names, probabilities, strict=True)), float(score[0])
 
-    return probabilities
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference(scored) -> Callable[[Path], dict[str, float]]:
+    """Class probabilities as evaluation computes them."""
+    return lambda path: scored(path)[0]
 
 
 def classify(client: Client, path: Path, runs: int = 1) -> tuple[dict, dict]:
-    label, table, _ = client.predict(handle_file(str(path)), runs, api_name="/classify")
+    label, table, _, _ = client.predict(handle_file(str(path)), runs, api_name="/classify")
     return label, table
+
+
+def classify_why(client: Client, path: Path) -> tuple[dict, dict, str]:
+    """The label, the table and the verdict text that says why."""
+    label, table, _, verdict = client.predict(handle_file(str(path)), 1, api_name="/classify")
+    return label, table, verdict
 
 
 def confidences(label: dict) -> dict[str, float]:
     return {c["label"]: c["confidence"] for c in label["confidences"]}
 
 
-def test_real_photos_get_the_answer_evaluation_gives(client, demo_server, reference):
-    """Every held-out photo: same probabilities as the eval pipeline, same test accuracy."""
+def test_real_photos_get_the_answer_evaluation_gives(client, demo_server, scored):
+    """Every held-out photo: same probabilities and unknown decision as the eval pipeline, the
+    network's answer (given even when unknown) at the checkpoint's test accuracy."""
     photos = demo_server.artifacts.test_photos()
-    correct = 0
+    threshold = demo_server.artifacts.ckpt.ood["threshold"]
+    correct = known = 0
     for cls, path in photos:
-        label, table = classify(client, path)
-        expected = reference(path)
-        assert confidences(label) == pytest.approx(expected, abs=1e-9), path.name
-        assert label["label"] == max(expected, key=expected.__getitem__)
+        label, table, verdict = classify_why(client, path)
+        expected, score = scored(path)
+        network = max(expected, key=expected.__getitem__)
         predictions = {row[table["headers"].index("prediction")] for row in table["data"]}
-        assert predictions == {label["label"]}, "every variant must agree on a real photo"
-        correct += label["label"] == cls
+        assert predictions == {network}, "every variant must agree on a real photo"
+        if score > threshold:
+            assert label["label"] == "unknown" and "would have answered **" + network in verdict
+        else:
+            assert confidences(label) == pytest.approx(expected, abs=1e-9), path.name
+            assert label["label"] == network and verdict.startswith("Known")
+            known += 1
+        correct += network == cls
     accuracy = correct / len(photos)
     assert accuracy == pytest.approx(demo_server.artifacts.ckpt.metrics["test_acc"])
     assert accuracy >= 0.9
+    assert known / len(photos) >= 0.9, f"{len(photos) - known} held-out photos called unknown"
+
+
+def _non_notes(folder: Path) -> dict[str, Path]:
+    """Images that are no banknote: uniform noise, a blank white sheet, a natural photo."""
+    import matplotlib.cbook
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    paths = {"noise": folder / "noise.png", "white": folder / "white.png"}
+    Image.fromarray(noise, "RGB").save(paths["noise"])
+    Image.new("RGB", (320, 240), (255, 255, 255)).save(paths["white"])
+    paths["grace_hopper"] = Path(
+        matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    )
+    return paths
+
+
+def test_what_is_not_a_note_is_answered_unknown_and_the_page_says_why(
+    client, demo_server, scored, tmp_path
+):
+    ood = demo_server.artifacts.ckpt.ood
+    for name, path in _non_notes(tmp_path).items():
+        label, table, verdict = classify_why(client, path)
+        expected, score = scored(path)
+        network = max(expected, key=expected.__getitem__)
+        assert score > ood["threshold"], f"{name}: score {score:.4g} <= {ood['threshold']:.4g}"
+        assert label["label"] == "unknown", name
+        assert verdict.startswith("**Unknown**"), verdict
+        assert f"{score:.4g} is above the threshold {ood['threshold']:.4g}" in verdict
+        assert f"`{ood['method']}`" in verdict
+        assert f"would have answered **{network}** ({100 * expected[network]:.1f}%)" in verdict
+        scores = _scores_by_variant(table)
+        assert all(s > ood["threshold"] for s in scores.values()), (name, scores)
+
+
+def _scores_by_variant(table: dict) -> dict[tuple[str, str, str], float]:
+    headers = table["headers"]
+    return {
+        (row[0], row[1], row[2].split(" ")[0]): row[headers.index("ood_score")]
+        for row in table["data"]
+    }
+
+
+def test_a_course_photo_is_answered_with_its_class_and_the_scores_agree(
+    client, photos, scored, demo_server
+):
+    """A confident held-out photo is known; every variant's ood_score is in the table, and
+    folded and unfolded give the same score (the fold keeps the OOD score)."""
+    threshold = demo_server.artifacts.ckpt.ood["threshold"]
+    for cls, path in photos.items():
+        label, table, verdict = classify_why(client, path)
+        _, score = scored(path)
+        assert label["label"] == cls and verdict.startswith("Known")
+        scores = _scores_by_variant(table)
+        assert len(scores) == len(table["data"]) >= 4
+        for (runtime, folded, device), value in scores.items():
+            assert value == pytest.approx(score, abs=1e-4, rel=1e-4)
+            if folded == "yes":
+                twin = scores[(runtime, "no", device)]
+                assert value == pytest.approx(twin, abs=1e-5, rel=1e-4)
+            assert value <= threshold
 
 
 def test_the_table_has_a_row_per_variant_that_runs(client, demo_server):
@@ -100,16 +188,19 @@ def _save(image: Image.Image, path: Path, fmt: str, **options) -> Path:
     return path
 
 
-def _confident_photo(demo_server, reference, cls: str) -> Path:
+def _confident_photo(demo_server, scored, cls: str) -> Path:
+    """A held-out photo of ``cls`` classified with confidence and not called unknown."""
+    threshold = demo_server.artifacts.ckpt.ood["threshold"]
     for photo_cls, path in demo_server.artifacts.test_photos():
-        if photo_cls == cls and reference(path)[cls] > 0.95:
+        probabilities, score = scored(path)
+        if photo_cls == cls and probabilities[cls] > 0.95 and score <= threshold:
             return path
     raise AssertionError(f"no held-out photo of class {cls} is classified with confidence")
 
 
 @pytest.fixture(scope="module")
-def photos(demo_server, reference) -> dict[str, Path]:
-    return {cls: _confident_photo(demo_server, reference, cls) for cls in ("1", "100")}
+def photos(demo_server, scored) -> dict[str, Path]:
+    return {cls: _confident_photo(demo_server, scored, cls) for cls in ("1", "100")}
 
 
 def make_bad_input(name: str, folder: Path, photo: Path, other: Path) -> Path:
@@ -187,9 +278,12 @@ def test_bad_inputs_get_an_answer_or_a_clear_error(client, photos, tmp_path, nam
     path = make_bad_input(name, tmp_path, photos["1"], photos["100"])
     if expected in ("same", "any"):
         label, _ = classify(client, path)
-        probabilities = confidences(label)
-        assert sum(probabilities.values()) == pytest.approx(1.0)
-        assert set(probabilities) == {"1", "100"}
+        if expected == "any" and label["label"] == "unknown":  # a valid answer for odd images
+            assert "confidences" not in label or not label["confidences"]
+        else:
+            probabilities = confidences(label)
+            assert sum(probabilities.values()) == pytest.approx(1.0)
+            assert set(probabilities) == {"1", "100"}
         if expected == "same":
             assert label["label"] == "1"
     else:

@@ -84,6 +84,14 @@ def test_both_files_are_checked_self_describing_and_keep_or_drop_bn(
     assert meta["fold_report"]["num_bn"] == 3 and meta["fold_report"]["num_folded"] == 3
     assert meta["torch_version"] == torch.__version__
     assert meta["onnx_version"] == onnx.__version__
+    # The OOD threshold travels as the exact float (repr), with its method.
+    assert float(meta["ood_threshold"]) == ckpt.ood["threshold"]
+    assert meta["ood_threshold"] == repr(float(ckpt.ood["threshold"]))
+    assert meta["ood_method"] == ckpt.ood["method"]
+    assert [o.name for o in proto.graph.output] == ["logits", "ood_score"]
+    score = proto.graph.output[1].type.tensor_type
+    assert score.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param or d.dim_value for d in score.shape.dim] == ["batch"]
     assert sorted(p.name for p in exported["out"].iterdir()) == [
         "bn-lenet.folded.onnx",
         "bn-lenet.unfolded.onnx",
@@ -95,13 +103,18 @@ def test_both_files_are_checked_self_describing_and_keep_or_drop_bn(
 @pytest.mark.parametrize("kind", ["unfolded", "folded"])
 @pytest.mark.parametrize("batch", [1, 5])
 def test_files_match_the_checkpoint_at_any_batch(exported, checkpoint, kind, batch):
-    model = load_checkpoint(checkpoint).build_model(allow_folded=False)
+    from train.ood.scorer import OODScorer, WithOOD
+
+    ckpt = load_checkpoint(checkpoint)
+    model = WithOOD(ckpt.build_model(allow_folded=False), OODScorer.from_state(ckpt.ood)).eval()
     x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
     session = ort.InferenceSession(str(exported[kind]), providers=["CPUExecutionProvider"])
-    (got,) = session.run(["logits"], {"image": x.numpy()})
+    logits, score = session.run(["logits", "ood_score"], {"image": x.numpy()})
     with torch.no_grad():
-        expected = model(x)
-    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-5, rtol=1e-4)
+        expected_logits, expected_score = model(x)
+    assert score.shape == (batch,) and score.dtype == np.float32
+    torch.testing.assert_close(torch.from_numpy(logits), expected_logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(score), expected_score, atol=1e-5, rtol=1e-4)
 
 
 def test_parity_passes_on_the_trained_checkpoint(exported):
@@ -124,13 +137,21 @@ def test_parity_passes_on_the_trained_checkpoint(exported):
         "ort-cpu-opt-disabled/folded",
         "ort-cpu-opt-default/folded",
     }
+    assert parity["outputs"] == ["logits", "ood_score"]
+    assert parity["ood"]["method"] and "unknown" in parity["criterion"]
     for row in parity["rows"]:
         if row["status"] == "run":
             assert row["passed"] and row["argmax_agreement"] == 1.0
             assert row["max_abs_err"] <= row["atol"] + row["rtol"] * 100
+            assert set(row["outputs"]) == {"logits", "ood_score"}
+            assert row["outputs"]["ood_score"]["tolerance_ratio"] <= 1.0
+            assert row["decision_agreement"] == 1.0 and row["decision_disagreements"] == 0
+            assert row["near_threshold"] >= 0
         else:
             assert row["reason"] and row["passed"] is None
-    assert "| ort-cpu-opt-default/folded |" in (exported["out"] / "parity.md").read_text()
+    md = (exported["out"] / "parity.md").read_text()
+    assert "| ort-cpu-opt-default/folded |" in md
+    assert "ood_score max abs err" in md and "unknown decision" in md
 
 
 @pytest.mark.parametrize("kind", ["unfolded", "folded"])
@@ -145,8 +166,33 @@ def test_triton_repository_matches_the_exported_files(exported, kind):
         ("image", [3, 32, 32], model_config_pb2.TYPE_FP32)
     ]
     assert [(o.name, list(o.dims), o.data_type) for o in config.output] == [
-        ("logits", [2], model_config_pb2.TYPE_FP32)
+        ("logits", [2], model_config_pb2.TYPE_FP32),
+        ("ood_score", [1], model_config_pb2.TYPE_FP32),  # the batch axis only: see reshape
     ]
+    assert config.output[1].HasField("reshape") and list(config.output[1].reshape.shape) == []
+    assert not config.output[1].label_filename
+
+
+def test_a_checkpoint_without_ood_exports_logits_only_with_a_notice(checkpoint, tmp_path, capsys):
+    """Older checkpoints (no 'ood' entry) still export, prove parity and make a Triton repo."""
+    path = tmp_path / "old.pt"
+    save_checkpoint(load_checkpoint(checkpoint).replace(ood=None), path)
+    out, repo = tmp_path / "onnx", tmp_path / "triton"
+    rc = _run_main("--checkpoint", str(path), "--out", str(out), "--triton-repo", str(repo))
+    assert rc == 0
+    notices = [line for line in capsys.readouterr().err.splitlines() if "no 'ood' entry" in line]
+    assert len(notices) == 1 and "logits only" in notices[0]
+    for kind in ("unfolded", "folded"):
+        proto = onnx.load_model(out / f"old.{kind}.onnx")
+        assert [o.name for o in proto.graph.output] == ["logits"]
+        assert not {"ood_threshold", "ood_method"} & set(metadata.read_metadata(proto))
+        config = text_format.Parse(
+            (repo / f"old_{kind}" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+        )
+        assert [o.name for o in config.output] == ["logits"]
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"] and parity["outputs"] == ["logits"] and parity["ood"] is None
+    assert all(r["decision_agreement"] is None for r in parity["rows"])
 
 
 def test_verify_only_passes_and_writes_nothing(exported, checkpoint, capsys):

@@ -232,3 +232,47 @@ def test_random_inputs_are_reproducible_batches():
     for x, y in zip(a, b, strict=True):
         assert isinstance(x, ParityInput) and torch.equal(x.images, y.images)
     assert not np.allclose(a[1].images[0].numpy(), a[1].images[1].numpy())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_unknown_decision_is_checked_and_near_threshold_inputs_are_reported(
+    models_and_files, inputs, tmp_path
+):
+    """A variant whose ood_score crosses the threshold fails on the decision too; inputs whose
+    reference score sits within the tolerance band of the threshold are counted as near."""
+    from export.networks import OODInfo
+
+    model, folded, _ = models_and_files
+    files = {k: tmp_path / f"m.{k}.onnx" for k in ("unfolded", "folded")}
+    for kind, net in (("unfolded", model), ("folded", folded)):
+        proto = onnx_writer.to_onnx(
+            _TwoOutputs(net).eval(), (32, 32), output_names=("ood_score", "logits")
+        )
+        onnx_writer.save(proto, files[kind])
+    with torch.no_grad():
+        scores = torch.cat([model(i.images).double().logsumexp(1) for i in inputs])
+    ordered = scores.sort().values
+    at = float(ordered[len(ordered) // 2])  # the threshold is exactly one input's score
+    ood = OODInfo(threshold=at, method="energy")
+    names = ("logits", "ood_score")
+    good = parity_run.prove_parity(
+        _TwoOutputs(model), _TwoOutputs(folded), files, inputs, CPU_VARIANTS, ood=ood
+    )
+    assert good.passed, good.to_table()
+    for row in good.rows:
+        assert row.decision_agreement == 1.0 and row.decision_disagreements == 0
+        assert row.near_threshold >= 1  # the input at the threshold
+        assert set(row.outputs) == set(names)
+    assert good.to_dict()["ood"] == {"threshold": at, "method": "energy"}
+    assert (
+        "unknown decision" in good.to_markdown() and "ood_score max abs err" in good.to_markdown()
+    )
+    # Everything above the threshold falls below it in the folded PyTorch model.
+    shift = -float(ordered[-1] - ordered[0]) - 1.0
+    bad = parity_run.prove_parity(
+        _TwoOutputs(model), _TwoOutputs(folded, shift), files, inputs, CPU_VARIANTS, ood=ood
+    )
+    (row,) = bad.failing()
+    assert row.variant == "pytorch-cpu/folded"
+    assert row.decision_disagreements == int((scores > at).sum()) > 0
+    assert "differ" in bad.to_table()

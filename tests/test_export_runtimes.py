@@ -130,8 +130,15 @@ def test_named_outputs_put_logits_first():
     t = torch.zeros(2)
     assert list(named_outputs(t)) == ["logits"]
     assert list(named_outputs({"ood_score": t, "logits": t})) == ["logits", "ood_score"]
-    with pytest.raises(TypeError, match="dict of named tensors"):
+    # WithOOD's tuple, named as its ONNX outputs are
+    s = torch.ones(2)
+    named = named_outputs((t, s), ("logits", "ood_score"))
+    assert list(named) == ["logits", "ood_score"] and named["ood_score"] is s
+    assert list(named_outputs((s, t), ("ood_score", "logits"))) == ["logits", "ood_score"]
+    with pytest.raises(ValueError, match="returned 2 outputs, expected 1"):
         named_outputs((t, t))
+    with pytest.raises(TypeError, match="dict of named tensors"):
+        named_outputs("logits")
 
 
 def test_first_line_is_one_bounded_line():

@@ -11,6 +11,7 @@ from tritonclient.grpc import model_config_pb2
 from export import onnx_writer, triton
 from export.errors import ExportError
 from train.models import build_model
+from train.ood.scorer import OUTPUT_NAMES, OODScorer, WithOOD
 
 ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: model_config_pb2.TYPE_FP32}
 
@@ -24,6 +25,10 @@ def exported(tmp_path_factory) -> dict:
         proto = onnx_writer.to_onnx(build_model(arch, classes).eval(), (32, 32))
         files[arch] = folder / f"{arch}.onnx"
         onnx_writer.save(proto, files[arch])
+    scored = WithOOD(build_model("bn-lenet", 2), OODScorer("msp", {}, 0.5)).eval()
+    proto = onnx_writer.to_onnx(scored, (32, 32), output_names=OUTPUT_NAMES)
+    files["with-ood"] = folder / "with-ood.onnx"
+    onnx_writer.save(proto, files["with-ood"])
     return files
 
 
@@ -32,14 +37,16 @@ def _parse(text: str) -> model_config_pb2.ModelConfig:
 
 
 def _io(values) -> list[tuple[str, int, list[int]]]:
+    """(name, type, dims) as Triton must see them: a batch-only tensor is dims [1] (reshaped)."""
     out = []
     for v in values:
         t = v.type.tensor_type
-        out.append((v.name, ONNX_TO_TRITON[t.elem_type], [d.dim_value for d in t.shape.dim[1:]]))
+        dims = [d.dim_value for d in t.shape.dim[1:]] or [1]
+        out.append((v.name, ONNX_TO_TRITON[t.elem_type], dims))
     return out
 
 
-@pytest.mark.parametrize("arch", ["bn-lenet", "lenet"])
+@pytest.mark.parametrize("arch", ["bn-lenet", "lenet", "with-ood"])
 @pytest.mark.parametrize("cpu_only", [False, True])
 def test_config_matches_the_onnx_file(exported, arch, cpu_only):
     proto = onnx.load_model(exported[arch])
@@ -56,6 +63,23 @@ def test_config_matches_the_onnx_file(exported, arch, cpu_only):
         expected.insert(0, model_config_pb2.ModelInstanceGroup.KIND_GPU)
     assert kinds == expected
     assert all(g.count == 1 for g in config.instance_group)
+
+
+def test_a_batch_only_output_is_dims_1_reshaped_to_nothing_and_has_no_labels(exported):
+    """Triton rejects empty dims with max_batch_size > 0; its guide's form is dims [1] +
+    reshape { shape: [] }. Labels belong to the class axis of the logits only."""
+    proto = onnx.load_model(exported["with-ood"])
+    config = _parse(triton.model_config("m", proto))
+    logits, score = config.output
+    assert (logits.name, list(logits.dims), logits.label_filename) == ("logits", [2], "labels.txt")
+    assert (score.name, list(score.dims), score.data_type) == (
+        "ood_score",
+        [1],
+        model_config_pb2.TYPE_FP32,
+    )
+    assert score.HasField("reshape") and list(score.reshape.shape) == []
+    assert not score.label_filename
+    assert not logits.HasField("reshape")
 
 
 def test_repository_layout_and_labels(exported, tmp_path):

@@ -85,6 +85,30 @@ def test_argmax_change_fails_even_within_tolerance() -> None:
     assert c.tolerance_ratio <= 1 and c.argmax_agreement == 0.5 and not c.passed
 
 
+def test_a_per_sample_score_has_no_argmax_only_its_tolerance() -> None:
+    """A (N,) output such as ood_score: the order of scores across a batch is not a class vote.
+
+    Before the fix, argmax over the batch axis of the score failed a candidate whose scores were
+    all within tolerance whenever two samples' scores were near-equal.
+    """
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0]], dtype=torch.float64)
+    score = torch.tensor([1.0, 1.0 + 1e-7], dtype=torch.float64)  # the batch's "argmax" is 1
+    swapped = torch.tensor([1.0 + 1e-7, 1.0], dtype=torch.float64)  # ... here it is 0
+    result = compare(
+        lambda x: (logits, score),
+        {"close": lambda x: (logits, swapped), "far": lambda x: (logits, score + 1.0)},
+        [torch.zeros(1)],
+        atol=1e-5,
+        rtol=0.0,
+    )
+    close, far = result.candidates["close"], result.candidates["far"]
+    assert close.passed and close.argmax_agreement == 1.0  # 2 logits rows, the score not voting
+    assert not far.passed and far.argmax_agreement == 1.0  # the score fails by its tolerance
+    assert far.outputs[0].max_abs_error == 0.0
+    assert far.outputs[1].max_abs_error == pytest.approx(1.0)
+    assert far.outputs[1].tolerance_ratio == pytest.approx(1.0 / 1e-5)
+
+
 def test_numpy_callables_and_nested_outputs_are_accepted() -> None:
     """An onnxruntime session returns a list of numpy arrays; models may return dicts."""
 

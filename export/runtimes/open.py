@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from export.runtimes.errors import Unavailable, first_line
-from export.runtimes.runner import Runner
+from export.runtimes.runner import LOGITS, Runner
 from export.runtimes.variant import FOLDED, ONNXRUNTIME, PYTORCH, UNFOLDED, Variant
 
 log = logging.getLogger(__name__)
@@ -23,12 +23,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Sources:
-    """What every variant is built from: the two networks (eval, CPU) and their ONNX files."""
+    """What every variant is built from: the two networks (eval, CPU) and their ONNX files.
+
+    A network that returns a tuple (``WithOOD``: logits and ``ood_score``) names its outputs
+    with ``output_names``, as the ONNX files name theirs.
+    """
 
     unfolded: nn.Module
     folded: nn.Module
     files: dict[str, Path]  # "unfolded" / "folded" → .onnx
     input_size: tuple[int, int] = (32, 32)  # H, W: the example a CUDA runner is tried on
+    output_names: tuple[str, ...] = (LOGITS,)
 
     def model(self, folded: bool) -> nn.Module:
         return self.folded if folded else self.unfolded
@@ -41,7 +46,7 @@ def _open_torch(variant: Variant, sources: Sources) -> Runner:
     from export.runtimes.torch_runner import TorchRunner
 
     example = torch.zeros(1, 3, *sources.input_size)
-    return TorchRunner(variant, sources.model(variant.folded), example)
+    return TorchRunner(variant, sources.model(variant.folded), example, sources.output_names)
 
 
 def _open_ort(variant: Variant, sources: Sources) -> Runner:

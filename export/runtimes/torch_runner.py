@@ -18,7 +18,7 @@ import copy
 import logging
 import shutil
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,25 +55,42 @@ def no_tf32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def named_outputs(output: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A model's output by name, ``logits`` first: a plain tensor is the logits."""
+def named_outputs(
+    output: torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+    names: Sequence[str] = (LOGITS,),
+) -> dict[str, torch.Tensor]:
+    """A model's output by name, ``logits`` first.
+
+    A plain tensor is the logits; a tuple (``WithOOD`` returns ``(logits, ood_score)``) is
+    named by ``names`` in order; a dict names itself.
+    """
     if isinstance(output, torch.Tensor):
-        return {LOGITS: output}
+        output = (output,)
+    if isinstance(output, tuple | list):
+        if len(output) != len(names):
+            raise ValueError(
+                f"the model returned {len(output)} outputs, expected {len(names)} "
+                f"({', '.join(names)})"
+            )
+        output = dict(zip(names, output, strict=True))
     if isinstance(output, Mapping):
         return {name: output[name] for name in logits_first(list(output))}
     raise TypeError(
-        f"a model must return a tensor or a dict of named tensors, got {type(output).__name__}"
+        f"a model must return a tensor, a tuple or a dict of named tensors, got "
+        f"{type(output).__name__}"
     )
 
 
-def float64_reference(model: nn.Module) -> Callable[[Any], dict[str, np.ndarray]]:
-    """A float64 CPU copy of ``model`` as batch → named outputs: what every variant is measured
-    against (its own rounding then does not count against them)."""
+def float64_reference(
+    model: nn.Module, names: Sequence[str] = (LOGITS,)
+) -> Callable[[Any], dict[str, np.ndarray]]:
+    """A float64 CPU copy of ``model`` as batch → named outputs (``names`` for a tuple output):
+    what every variant is measured against (its own rounding then does not count against them)."""
     reference = copy.deepcopy(model).to("cpu", torch.float64).eval()
 
     def run(batch: Any) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            out = named_outputs(reference(torch.as_tensor(batch).to(torch.float64)))
+            out = named_outputs(reference(torch.as_tensor(batch).to(torch.float64)), names)
         return {name: value.numpy() for name, value in out.items()}
 
     return run
@@ -109,8 +126,15 @@ def compiler_unavailable() -> str | None:
 class TorchRunner(Runner):
     """One PyTorch variant: a private copy of the model on its device."""
 
-    def __init__(self, variant, model: nn.Module, example: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        variant,
+        model: nn.Module,
+        example: torch.Tensor | None = None,
+        output_names: Sequence[str] = (LOGITS,),
+    ) -> None:
         options = variant.options
+        self.output_names = tuple(output_names)
         if options.mode not in MODES:
             raise ValueError(f"unknown torch mode {options.mode!r}: choose one of {MODES}")
         if variant.cuda:
@@ -151,10 +175,11 @@ class TorchRunner(Runner):
         with self.setting():
             forward = self._forward(x)
         out: dict[str, torch.Tensor] = {}
+        names = self.output_names
         sync = torch.cuda.synchronize if self.device.type == "cuda" else None
 
         def step() -> None:
-            out.update(named_outputs(forward()))
+            out.update(named_outputs(forward(), names))
             if sync is not None:
                 sync()
 
