@@ -4,7 +4,8 @@
 the tab and wires it to ``api_name="classify_batch"``, so programs can call it over HTTP too.
 Each file is checked by :mod:`demo.images` like a single upload; a refused file gets its reason
 in the ``error`` column and the others are still classified. Labels come from the float64
-reference, as the Classify tab's label does.
+reference, as the Classify tab's label does: ``unknown`` when its OOD score is above the
+threshold, with the score in its own column.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from demo.images import MAX_PIXELS, MAX_UPLOAD_BYTES, ImageRejected, decode_image, read_upload
+from demo.inference import UNKNOWN
+from export.networks import OODInfo
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +73,26 @@ def gather(paths: Sequence[str | Path], max_bytes: int = MAX_UPLOAD_BYTES) -> li
     return items
 
 
+Prediction = tuple[np.ndarray, float | None]  # probabilities, OOD score (None: the model has none)
+
+
 def classify_files(
     paths: Sequence[str | Path],
-    predict: Callable[[Any], np.ndarray],
+    predict: Callable[[Any], Prediction],
     class_names: Sequence[str],
     out_dir: str | Path,
     *,
+    ood: OODInfo | None = None,
     max_bytes: int = MAX_UPLOAD_BYTES,
     max_pixels: int = MAX_PIXELS,
 ) -> tuple[list[list[Any]], list[str], Path]:
-    """(rows, headers, CSV path): one row per photo, ``predict(image)`` giving probabilities."""
+    """(rows, headers, CSV path): one row per photo, ``predict(image)`` giving its prediction.
+
+    With ``ood``, a photo whose score is above the threshold is labelled :data:`UNKNOWN`.
+    """
     from bnfold.atomic import atomic_path
 
-    headers = ["file", "label", *(f"p({c})" for c in class_names), "error"]
+    headers = ["file", "label", *(f"p({c})" for c in class_names), "ood_score", "error"]
     rows = []
     for name, data in gather(paths, max_bytes):
         try:
@@ -90,12 +100,14 @@ def classify_files(
                 raise data
             if len(data) > max_bytes:
                 raise ImageRejected(f"over the {max_bytes / 2**20:.0f} MiB limit per photo")
-            probs = predict(decode_image(data, max_pixels=max_pixels))
+            probs, score = predict(decode_image(data, max_pixels=max_pixels))
         except ImageRejected as e:
-            rows.append([name, "", *([None] * len(class_names)), str(e)])
+            rows.append([name, "", *([None] * len(class_names)), None, str(e)])
             continue
-        best = int(np.argmax(probs))
-        rows.append([name, class_names[best], *(round(float(p), 6) for p in probs), ""])
+        unknown = ood is not None and score is not None and ood.is_unknown(score)
+        label = UNKNOWN if unknown else class_names[int(np.argmax(probs))]
+        shown = None if score is None else round(float(score), 6)
+        rows.append([name, label, *(round(float(p), 6) for p in probs), shown, ""])
     out = Path(out_dir) / "labels.csv"
     with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -112,9 +124,11 @@ def build_tab(runtimes: Any, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Non
 
     from demo.inference import model_input, softmax
 
-    def predict(image: Any) -> np.ndarray:
+    def predict(image: Any) -> Prediction:
         with runtimes.lock:
-            return softmax(runtimes.reference(model_input(image, runtimes)))[0]
+            outputs = runtimes.reference_outputs(model_input(image, runtimes))
+        score = outputs.get("ood_score")
+        return softmax(outputs["logits"])[0], None if score is None else float(score[0])
 
     def on_batch(files: list[str] | None) -> tuple[pd.DataFrame, str]:
         try:
@@ -123,6 +137,7 @@ def build_tab(runtimes: Any, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Non
                 predict,
                 runtimes.class_names,
                 tempfile.mkdtemp(prefix="rmb-batch-"),
+                ood=runtimes.ood,
                 max_bytes=max_upload_bytes,
             )
         except BatchRejected as e:

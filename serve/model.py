@@ -135,8 +135,12 @@ def _session(source: str | Path | bytes, threads: int) -> Any:
 
 
 def answers(logits: np.ndarray, ood: np.ndarray | None, info: ModelInfo) -> list[dict[str, Any]]:
-    """The JSON answer per row: label, probabilities, and the OOD verdict when there is one."""
-    from demo.inference import softmax
+    """The JSON answer per row: label, probabilities, and the OOD verdict when there is one.
+
+    An unknown photo is labelled ``unknown`` (as the demo's label is); its probabilities still
+    say what the network would have answered.
+    """
+    from demo.inference import UNKNOWN, softmax
 
     out = []
     for i, probs in enumerate(softmax(logits)):
@@ -147,5 +151,7 @@ def answers(logits: np.ndarray, ood: np.ndarray | None, info: ModelInfo) -> list
         if ood is not None and info.ood_threshold is not None:
             answer["ood_score"] = float(ood[i])
             answer["unknown"] = bool(ood[i] > info.ood_threshold)
+            if answer["unknown"]:
+                answer["label"] = UNKNOWN
         out.append(answer)
     return out

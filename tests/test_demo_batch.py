@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from demo.batch import MAX_FILES, BatchRejected, classify_files
-from demo.inference import softmax
+from demo.inference import UNKNOWN, softmax
+from export.networks import OODInfo
 from train.preprocess import MEAN, STD, normalize, open_image, to_uint8_tensor
 
 pytest_plugins = ["demo_fixtures"]
@@ -38,11 +39,11 @@ def reference(model, path: Path) -> np.ndarray:
         return softmax(model(x).numpy())[0]
 
 
-def predictor(model):
-    def predict(image) -> np.ndarray:
+def predictor(model, score: float | None = None):
+    def predict(image) -> tuple[np.ndarray, float | None]:
         with torch.no_grad():
             x = normalize(to_uint8_tensor(image).unsqueeze(0), MEAN, STD).double()
-            return softmax(model(x).numpy())[0]
+            return softmax(model(x).numpy())[0], score
 
     return predict
 
@@ -64,7 +65,7 @@ def test_photos_and_zip_members_get_evaluations_labels(demo_artifacts, model, ph
     rows, headers, out = classify_files(
         [*photos[:3], archive, text], predictor(model), names, tmp_path
     )
-    assert headers == ["file", "label", *(f"p({c})" for c in names), "error"]
+    assert headers == ["file", "label", *(f"p({c})" for c in names), "ood_score", "error"]
     assert [r[0] for r in rows] == [
         *(p.name for p in photos[:3]),
         *(f"inner/{p.name}" for p in photos[3:]),
@@ -72,7 +73,7 @@ def test_photos_and_zip_members_get_evaluations_labels(demo_artifacts, model, ph
     ]
     for row, path in zip(rows[:-1], photos, strict=True):
         expected = reference(model, path)
-        assert row[2:-1] == pytest.approx(expected.tolist(), abs=1e-6)
+        assert row[2:-2] == pytest.approx(expected.tolist(), abs=1e-6) and row[-2] is None
         assert row[1] == names[int(expected.argmax())] and row[-1] == ""
     assert rows[-1][1] == "" and "not an image" in rows[-1][-1]
     with open(out, newline="") as fh:
@@ -81,15 +82,27 @@ def test_photos_and_zip_members_get_evaluations_labels(demo_artifacts, model, ph
     assert [r[:2] for r in written[1:]] == [[r[0], r[1]] for r in rows]
 
 
+def test_a_score_above_the_threshold_is_labelled_unknown(model, photos, tmp_path):
+    ood = OODInfo(threshold=1.0, method="knn+msp")
+    for score, label in ((1.5, UNKNOWN), (1.0, None)):
+        rows, _, _ = classify_files(
+            [photos[0]], predictor(model, score), ["1", "100"], tmp_path, ood=ood
+        )
+        expected = label or ["1", "100"][int(reference(model, photos[0]).argmax())]
+        assert rows[0][1] == expected and rows[0][-2] == score
+
+
 def test_empty_or_oversized_batches_are_refused(tmp_path, photos):
     with pytest.raises(BatchRejected, match="no photos"):
-        classify_files([], lambda image: np.ones(2), ["1", "100"], tmp_path)
+        classify_files([], lambda image: (np.ones(2), None), ["1", "100"], tmp_path)
     with pytest.raises(BatchRejected, match=f"over the {MAX_FILES}"):
-        classify_files([photos[0]] * (MAX_FILES + 1), lambda i: np.ones(2), ["1", "100"], tmp_path)
+        classify_files(
+            [photos[0]] * (MAX_FILES + 1), lambda i: (np.ones(2), None), ["1", "100"], tmp_path
+        )
     bad_zip = tmp_path / "bad.zip"
     bad_zip.write_bytes(b"PK not really")
     with pytest.raises(BatchRejected, match="not a readable zip"):
-        classify_files([bad_zip], lambda image: np.ones(2), ["1", "100"], tmp_path)
+        classify_files([bad_zip], lambda image: (np.ones(2), None), ["1", "100"], tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -126,7 +139,7 @@ def upload(url: str, *paths: Path) -> list[dict]:
 def test_curl_calls_classify(demo_server, model, photos):
     url = demo_server.url
     (photo,) = upload(url, photos[0])
-    label, _table, _plot = call(url, "classify", [photo, 1])
+    label, _table, _plot, _verdict = call(url, "classify", [photo, 1])
     expected = reference(model, photos[0])
     names = demo_server.artifacts.ckpt.class_names
     assert label["label"] == names[int(expected.argmax())]
@@ -147,6 +160,7 @@ def test_curl_calls_classify_batch_and_downloads_the_csv(demo_server, model, pho
     assert [r[0] for r in rows] == [p.name for p in photos[:4]]
     for row, path in zip(rows, photos[:4], strict=True):
         assert row[1] == names[int(reference(model, path).argmax())]
+        assert row[-2] <= demo_server.artifacts.ckpt.ood["threshold"]  # a note: known
     text = curl(csv_file["url"]).decode()
     assert text.splitlines()[0] == ",".join(table["headers"])
     assert len(text.splitlines()) == 1 + len(photos[:4])

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from serve.netns import LoopbackNamespace, NamespaceUnavailable
@@ -109,9 +110,10 @@ def reference(demo_artifacts):
 
 
 def assert_answer(answer: dict, expected: dict[str, float]) -> None:
+    """A real note: evaluation's probabilities and label, and known to the OOD score."""
     assert answer["probabilities"] == pytest.approx(expected, abs=1e-5)
     assert answer["label"] == max(expected, key=expected.__getitem__)
-    assert "ood_score" not in answer, "the exported file has no OOD output"
+    assert answer["unknown"] is False and isinstance(answer["ood_score"], float)
 
 
 def test_healthz_names_the_classes(server, demo_artifacts):
@@ -124,6 +126,18 @@ def test_real_photos_get_evaluations_answers(server, reference):
         status, answer = predict(server.ns, path)
         assert status == 200, answer
         assert_answer(answer, reference[path])
+
+
+def test_a_photo_that_is_no_note_is_answered_unknown(server, demo_artifacts, tmp_path):
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    path = tmp_path / "noise.png"
+    Image.fromarray(noise).save(path)
+    status, answer = predict(server.ns, path)
+    assert status == 200, answer
+    assert answer["label"] == "unknown" and answer["unknown"] is True
+    assert answer["ood_score"] > float(demo_artifacts.ckpt.ood["threshold"])
 
 
 def test_concurrent_requests_are_batched_and_all_answered(server, reference):
