@@ -75,6 +75,7 @@ def test_a_photo_uploaded_on_the_page_gets_a_row_per_variant(browser, demo_serve
         ("PyTorch eager", "yes"),
         ("ONNX Runtime", "no"),
         ("ONNX Runtime", "yes"),
+        ("ONNX Runtime", "yes, int8"),
     }
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
