@@ -85,7 +85,7 @@ def _speedup_text(cell: Cell) -> str:
 def targets(result: SweepResult) -> list[Target]:
     """The issue's CPU goals, each with what this run measured."""
     out = []
-    batch1 = [c for c in _ran(result, 1) if c.variant.folded]
+    batch1 = [c for c in _ran(result, 1) if c.variant.folded and c.variant.exact]
     if batch1:
         best = max(batch1, key=lambda c: c.speedup.value)
         met = best.speedup.value >= BATCH1_SPEEDUP_GOAL
@@ -101,7 +101,7 @@ def targets(result: SweepResult) -> list[Target]:
         out.append(
             Target("batch 1 speed-up", f">= {BATCH1_SPEEDUP_GOAL:g}×", "batch 1 not run", None)
         )
-    big = _ran(result, 256)
+    big = [c for c in _ran(result, 256) if c.variant.exact]  # an fp32 peak for fp32 work
     if big:
         best = max(big, key=lambda c: peak_fraction(result, c) or 0.0)
         frac = peak_fraction(result, best) or 0.0
