@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from export.inputs import ParityInput
+from export.runtimes.runner import LOGITS
 
 MIN_AGREEMENT = 0.995
-LOGITS = "logits"
 
 
 @dataclass

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 UNFOLDED = "unfolded"
 FOLDED = "folded"
-INT8 = "int8"  # export.quantize.INT8: <stem>.folded.int8.onnx
+INT8 = "int8"  # export.runtimes.variant.INT8: <stem>.folded.int8.onnx (export.quantize)
 
 
 @dataclass

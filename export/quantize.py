@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ExportError
+from export.runtimes.runner import LOGITS
+from export.runtimes.variant import INT8
 
 log = logging.getLogger(__name__)
 
-INT8 = "int8"
-LOGITS = "logits"
 CALIBRATION_BATCH = 16
 
 
