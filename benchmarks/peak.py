@@ -8,6 +8,7 @@ can beat two, and "the machine's limit" is the best it does.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -86,11 +87,15 @@ def best_cuda_sgemm_rate(size: int = 4096, repeats: int = DEFAULT_REPEATS) -> fl
 
 
 def measure_peak(size: int = DEFAULT_SIZE, repeats: int = DEFAULT_REPEATS) -> Peak:
-    """:func:`best_sgemm_rate` at 1 thread and at torch's current count, which is restored."""
+    """:func:`best_sgemm_rate` at 1 and 2 threads and torch's current count (restored after).
+
+    One and two threads are the compute floor's rates (:mod:`benchmarks.floor`): what a
+    one- or two-thread variant could reach at best.
+    """
     default = torch.get_num_threads()
     rates = {}
     try:
-        for threads in sorted({1, default}):
+        for threads in sorted({1, min(2, os.cpu_count() or 1), default}):
             torch.set_num_threads(threads)
             rates[threads] = best_sgemm_rate(size, repeats)
     finally:

@@ -13,16 +13,21 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.floor import floor_ratio, floor_seconds
 from benchmarks.op_profile import profile_markdown
 from benchmarks.sweep import Cell, SweepResult
 from benchmarks.variants import BASELINE, LOGITS_ONLY, how
-from export.runtimes.variant import FOLDED, UNFOLDED, Variant
+from export.runtimes.variant import FOLDED, OPENVINO, UNFOLDED, Variant
 
 # The goals of issue 6 for this project's CPU (ratios from one run).
 BATCH1_SPEEDUP_GOAL = 15.0
 BATCH256_PEAK_GOAL = 0.40
 FOLD_GAIN_GOALS = {"pytorch-eager": 1.2, "ort-disabled": 1.1}
 OOD_COST_GOAL = 0.10  # issue 9: the OOD score costs <= 10% extra batch-1 latency in ORT
+# The goals of issue 11.
+FLOOR_BATCH1_GOAL = 1.5  # recommended batch-1 variant within 1.5× of the one-thread floor
+INT8_GAIN_GOAL = 1.5  # int8 ≥ 1.5× the fp32 folded throughput at batch 256, same runtime
+FLOOR_THREADS = (1, 2)
 FLOP_CONVENTION = (  # benchmarks.flops' docstring, in one line
     "2 FLOPs per multiply-accumulate for Conv/Linear (bias not counted separately, as "
     "torch.utils.flop_counter), 2 per element for eval BatchNorm, 1 for ReLU, kernel-1 "
@@ -41,6 +46,16 @@ def peak_fraction(result: SweepResult, cell: Cell) -> float | None:
     if rate is None or not peak:
         return None
     return rate * 1e9 / peak
+
+
+def floor_ratios(result: SweepResult, cell: Cell) -> dict[int, float | None]:
+    """The cell's median over the 1- and 2-thread compute floors (CPU cells; else empty)."""
+    if cell.stats is None or cell.variant.cuda:
+        return {}
+    return {
+        t: floor_ratio(cell.stats.median_s, result.flops_per_image, cell.batch, result.peak, t)
+        for t in FLOOR_THREADS
+    }
 
 
 def _ran(result: SweepResult, b: int, *, cuda: bool = False) -> list[Cell]:
@@ -76,7 +91,7 @@ def _speedup_text(cell: Cell) -> str:
 def targets(result: SweepResult) -> list[Target]:
     """The issue's CPU goals, each with what this run measured."""
     out = []
-    batch1 = [c for c in _ran(result, 1) if c.variant.folded]
+    batch1 = [c for c in _ran(result, 1) if c.variant.folded and c.variant.exact]
     if batch1:
         best = max(batch1, key=lambda c: c.speedup.value)
         met = best.speedup.value >= BATCH1_SPEEDUP_GOAL
@@ -92,7 +107,7 @@ def targets(result: SweepResult) -> list[Target]:
         out.append(
             Target("batch 1 speed-up", f">= {BATCH1_SPEEDUP_GOAL:g}×", "batch 1 not run", None)
         )
-    big = _ran(result, 256)
+    big = [c for c in _ran(result, 256) if c.variant.exact]  # an fp32 peak for fp32 work
     if big:
         best = max(big, key=lambda c: peak_fraction(result, c) or 0.0)
         frac = peak_fraction(result, best) or 0.0
@@ -116,6 +131,7 @@ def targets(result: SweepResult) -> list[Target]:
             continue
         text = f"×{pair.value:.2f} [{pair.p10:.2f}–{pair.p90:.2f}]"
         out.append(Target(name, f">= {goal:g}×", text, pair.value >= goal))
+    out += _issue11_targets(result)
     if result.fold_pairs:
         worst_key = min(result.fold_pairs, key=lambda k: result.fold_pairs[k].value)
         worst = result.fold_pairs[worst_key]
@@ -131,6 +147,30 @@ def targets(result: SweepResult) -> list[Target]:
                 "folded never slower beyond noise", "p90 of per-round ratio >= 1", text, not slower
             )
         )
+    return out
+
+
+def _issue11_targets(result: SweepResult) -> list[Target]:
+    """Batch 1 within 1.5× of the floor; int8 ≥ 1.5× fp32 at batch 256 in the same runtime."""
+    out = []
+    exact1 = [c for c in _ran(result, 1) if c.variant.exact]
+    name = "batch 1 fastest fp32 variant vs the 1-thread floor"
+    if exact1:
+        best = min(exact1, key=lambda c: c.stats.median_s)
+        r = floor_ratios(result, best)[1]
+        text = f"{r:.2f}× ({best.variant.name}, {1e6 * best.stats.median_s:.1f} µs)"
+        out.append(Target(name, f"<= {FLOOR_BATCH1_GOAL:g}×", text, r <= FLOOR_BATCH1_GOAL))
+    else:
+        out.append(Target(name, f"<= {FLOOR_BATCH1_GOAL:g}×", "batch 1 not run", None))
+    pairs = {f: r for (f, b), r in result.int8_pairs.items() if b == 256}
+    name = "batch 256 int8 vs fp32 folded, same runtime"
+    if pairs:
+        family = max(pairs, key=lambda f: pairs[f].value)
+        r = pairs[family]
+        text = f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}] ({family})"
+        out.append(Target(name, f">= {INT8_GAIN_GOAL:g}×", text, r.value >= INT8_GAIN_GOAL))
+    else:
+        out.append(Target(name, f">= {INT8_GAIN_GOAL:g}×", "no int8 pair at batch 256", None))
     return out
 
 
@@ -160,16 +200,29 @@ def recommendation(result: SweepResult) -> dict[str, Any]:
     sizes = result.config.batch_sizes
     per_batch = {}
     cuda_per_batch = {}
+    int8_per_batch = {}
+    peers_ahead = {}
     for b in sizes:
         ran = _ran(result, b)
-        if ran:
-            per_batch[b] = min(ran, key=lambda c: c.stats.median_s).variant.name
+        exact = [c for c in ran if c.variant.exact]
+        if exact:
+            fastest = min(exact, key=lambda c: c.stats.median_s)
+            per_batch[b] = fastest.variant.name
+            if fastest.variant.runtime == OPENVINO:
+                ours = [c for c in exact if c.variant.runtime != OPENVINO]
+                mine = min(ours, key=lambda c: c.stats.median_s) if ours else None
+                if mine is not None:
+                    gain = mine.stats.median_s / fastest.stats.median_s
+                    peers_ahead[b] = f"{fastest.variant.name} (×{gain:.2f} vs {mine.variant.name})"
+        int8 = [c for c in ran if c.variant.int8]
+        if int8:
+            int8_per_batch[b] = min(int8, key=lambda c: c.stats.median_s).variant.name
         gpu = _ran(result, b, cuda=True)
         if gpu:
             cuda_per_batch[b] = min(gpu, key=lambda c: c.stats.median_s).variant.name
     scores = {}
     for v in result.variants:
-        if v.cuda or v.family == LOGITS_ONLY:
+        if v.cuda or v.family == LOGITS_ONLY or not v.exact or v.runtime == OPENVINO:
             continue
         cells = [result.cells[(v.name, b)] for b in sizes]
         if all(c.status == "run" for c in cells):
@@ -186,7 +239,21 @@ def recommendation(result: SweepResult) -> dict[str, Any]:
         )
     if per_batch:
         lines.append(
-            "Fastest per batch size: " + "; ".join(f"{b}: {n}" for b, n in per_batch.items()) + "."
+            "Fastest fp32 per batch size: "
+            + "; ".join(f"{b}: {n}" for b, n in per_batch.items())
+            + "."
+        )
+    if peers_ahead:
+        lines.append(
+            "A peer is faster in fp32 at batch "
+            + "; ".join(f"{b}: {t}" for b, t in peers_ahead.items())
+            + "."
+        )
+    if int8_per_batch:
+        lines.append(
+            "Fastest int8 (decisions proven by python -m export, not fp32-exact): "
+            + "; ".join(f"{b}: {n}" for b, n in int8_per_batch.items())
+            + "."
         )
     if cuda_per_batch:
         lines.append(
@@ -198,6 +265,8 @@ def recommendation(result: SweepResult) -> dict[str, Any]:
         "geomean_speedup": scores.get(overall) if overall else None,
         "per_batch": {str(b): n for b, n in per_batch.items()},
         "cuda_per_batch": {str(b): n for b, n in cuda_per_batch.items()},
+        "int8_per_batch": {str(b): n for b, n in int8_per_batch.items()},
+        "peers_ahead": {str(b): t for b, t in peers_ahead.items()},
         "text": " ".join(lines) if lines else "nothing ran: no recommendation",
     }
 
@@ -240,6 +309,8 @@ def _cell_dict(result: SweepResult, c: Cell) -> dict[str, Any]:
             peak_fraction=peak_fraction(result, c),
             calls=c.stats.calls,
             rounds=c.stats.rounds,
+            floor_ratio_1_thread=floor_ratios(result, c).get(1),
+            floor_ratio_2_threads=floor_ratios(result, c).get(2),
         )
     return out
 
@@ -259,6 +330,14 @@ def to_dict(result: SweepResult, command: str | None = None) -> dict[str, Any]:
         "cuda_peak_flops_per_s": result.cuda_peak_flops_per_s,
         "variants": [_variant_dict(v) for v in result.variants],
         "results": [_cell_dict(result, c) for c in result.cells.values()],
+        "floor_s_per_image": {
+            str(t): floor_seconds(result.flops_per_image, 1, r)
+            for t, r in result.peak.by_threads.items()
+        },
+        "int8_pairs": [
+            {"family": family, "batch": b, "speedup": r.value, "p10": r.p10, "p90": r.p90}
+            for (family, b), r in result.int8_pairs.items()
+        ],
         "fold_pairs": [
             {
                 "family": family,
@@ -299,7 +378,11 @@ def to_markdown(result: SweepResult, command: str | None = None) -> str:
     by_threads = ", ".join(
         f"{t} thread{'s' * (t > 1)}: {r / 1e9:.0f}" for t, r in peak.by_threads.items()
     )
-    lines = ["# Inference latency: PyTorch and ONNX Runtime, unfolded and folded", ""]
+    floors = ", ".join(
+        f"{1e6 * floor_seconds(result.flops_per_image, 1, r):.1f} µs at {t} thread{'s' * (t > 1)}"
+        for t, r in peak.by_threads.items()
+    )
+    lines = ["# Inference latency: PyTorch, ONNX Runtime and OpenVINO; fp32 and int8", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
     lines += [
@@ -318,7 +401,8 @@ def to_markdown(result: SweepResult, command: str | None = None) -> str:
             if result.cuda_peak_flops_per_s
             else ""
         )
-        + ".",
+        + f". Compute floor per image (FLOPs / sgemm rate, same run): {floors}; the detail "
+        "table gives each variant's median over the 1- and 2-thread floors (× floor).",
         "",
         f"Timing: {result.config.warmup} warm-up calls, then {result.config.rounds} interleaved "
         f"rounds; in each, every variant runs one block of calls (~5 ms, after one untimed "
@@ -346,8 +430,8 @@ def to_markdown(result: SweepResult, command: str | None = None) -> str:
         "## Detail",
         "",
         "| variant | batch | median ms | p90 ms | images/s | × baseline [p10–p90] | GFLOP/s "
-        "| % of peak | max abs err |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| % of peak | × floor 1t / 2t | max abs err |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for b in sizes:
         for v in result.variants:
@@ -355,11 +439,13 @@ def to_markdown(result: SweepResult, command: str | None = None) -> str:
             if c.stats is None:
                 continue
             s = c.speedup
+            fl = floor_ratios(result, c)
+            floor_text = " / ".join("—" if fl.get(t) is None else f"{fl[t]:.2f}" for t in (1, 2))
             lines.append(
                 f"| {v.name} | {b} | {_ms(c.stats.median_s)} | {_ms(c.stats.p90_s)} "
                 f"| {c.stats.throughput(b):,.0f} | ×{s.value:.2f} [{s.p10:.2f}–{s.p90:.2f}] "
                 f"| {gflops(result, c):.2f} | {100 * (peak_fraction(result, c) or 0):.1f}% "
-                f"| {c.max_abs_err:.1e} |"
+                f"| {floor_text if fl else '—'} | {c.max_abs_err:.1e} |"
             )
     if result.fold_pairs:
         families = sorted({f for f, _ in result.fold_pairs})
@@ -376,9 +462,24 @@ def to_markdown(result: SweepResult, command: str | None = None) -> str:
                 r = result.fold_pairs.get((family, b))
                 row.append(f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}]" if r else "—")
             lines.append(f"| {family} | " + " | ".join(row) + " |")
+    if result.int8_pairs:
+        families = sorted({f for f, _ in result.int8_pairs})
+        lines += [
+            "",
+            "## int8 vs fp32 folded in the same runtime (fp32 latency / int8 latency)",
+            "",
+            "| runtime | " + " | ".join(f"batch {b}" for b in sizes) + " |",
+            "|---|" + "---:|" * len(sizes),
+        ]
+        for family in families:
+            row = []
+            for b in sizes:
+                r = result.int8_pairs.get((family, b))
+                row.append(f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}]" if r else "—")
+            lines.append(f"| {family} | " + " | ".join(row) + " |")
     lines += [
         "",
-        "## Targets (issue 6, CPU)",
+        "## Targets (issues 6 and 11, CPU)",
         "",
         "| target | goal | measured | met |",
         "|---|---|---|---|",

@@ -7,8 +7,16 @@ line a user writes to get it (:data:`HOW`), for the report.
 
 from __future__ import annotations
 
+from export.runtimes.variant import (
+    INT8,
+    OPENVINO,
+    PYTORCH,
+    OpenVinoOptions,
+    OrtOptions,
+    TorchOptions,
+    Variant,
+)
 from export.runtimes.variant import ONNXRUNTIME as ORT
-from export.runtimes.variant import PYTORCH, OrtOptions, TorchOptions, Variant
 
 BASELINE = "pytorch-eager/unfolded"
 #: The OOD score's cost: this family runs the folded graph without ``ood_score`` (logits only),
@@ -27,6 +35,15 @@ def _pair(family: str, runtime: str, options, how: str, device: str = "cpu") -> 
 def _folded(family: str, runtime: str, options, how: str, device: str = "cpu") -> Variant:
     HOW[family] = how
     return Variant(runtime, True, device, options, family)
+
+
+def _int8(family: str, runtime: str, options, how: str, device: str = "cpu") -> list[Variant]:
+    """The folded fp32 file and its int8 version, same runtime and options."""
+    HOW[family] = how
+    return [
+        Variant(runtime, True, device, options, family),
+        Variant(runtime, True, device, options, family, precision=INT8),
+    ]
 
 
 def how(variant: Variant) -> str:
@@ -94,13 +111,14 @@ def cpu_variants() -> list[Variant]:
             OrtOptions("default"),
             "InferenceSession(path) with default SessionOptions (ORT_ENABLE_ALL); session.run",
         ),
+        Variant(ORT, True, "cpu", OrtOptions("default"), "ort-default", precision=INT8),
         _folded(
             "ort-all-t1",
             ORT,
             OrtOptions("all", threads=1),
             "ORT_ENABLE_ALL, intra_op_num_threads=1, sequential; session.run",
         ),
-        _folded(
+        *_int8(
             "ort-all-t1-iobind",
             ORT,
             OrtOptions("all", threads=1, io_binding=True),
@@ -113,10 +131,56 @@ def cpu_variants() -> list[Variant]:
             "as ort-all-t1-iobind, on the folded graph without ood_score (the OOD score's cost)",
         ),
         _folded(
+            "ort-all-t1-iobind-no-nchwc",
+            ORT,
+            OrtOptions(
+                "all", threads=1, io_binding=True, disabled_optimizers=("NchwcTransformer",)
+            ),
+            "as ort-all-t1-iobind, InferenceSession(..., disabled_optimizers=['NchwcTransformer'])",
+        ),
+        _folded(
+            "ort-extended-t1-iobind",
+            ORT,
+            OrtOptions("extended", threads=1, io_binding=True),
+            "as ort-all-t1-iobind at ORT_ENABLE_EXTENDED (no layout transformers)",
+        ),
+        _folded(
+            "ort-all-t2-iobind-nospin",
+            ORT,
+            OrtOptions("all", threads=2, io_binding=True, spinning=False),
+            "as ort-all-t2-iobind with session.intra_op.allow_spinning = 0",
+        ),
+        *_int8(
             "ort-all-t2-iobind",
             ORT,
             OrtOptions("all", threads=2, io_binding=True),
             "ORT_ENABLE_ALL, intra_op_num_threads=2, IO binding, pre-allocated output",
+        ),
+        *openvino_variants(),
+    ]
+
+
+def openvino_variants() -> list[Variant]:
+    """The peer: OpenVINO's CPU plugin on the same files (optional extra ``.[peers]``)."""
+    return [
+        *_int8(
+            "openvino-t1",
+            OPENVINO,
+            OpenVinoOptions("LATENCY", threads=1),
+            "ov.Core().compile_model(path, 'CPU', {PERFORMANCE_HINT: LATENCY, "
+            "INFERENCE_NUM_THREADS: 1, INFERENCE_PRECISION_HINT: f32}); input tensor set once",
+        ),
+        *_int8(
+            "openvino-t2",
+            OPENVINO,
+            OpenVinoOptions("LATENCY", threads=2),
+            "as openvino-t1 with INFERENCE_NUM_THREADS: 2",
+        ),
+        _folded(
+            "openvino-bf16-t2",
+            OPENVINO,
+            OpenVinoOptions("LATENCY", threads=2, precision="bf16"),
+            "as openvino-t2 with OpenVINO's own default precision on this CPU (bf16: not fp32)",
         ),
     ]
 
@@ -137,6 +201,14 @@ def cuda_variants() -> list[Variant]:
             OrtOptions("default", io_binding=True),
             "CUDAExecutionProvider, input and output OrtValues on the GPU (IO binding), TF32 off",
             "cuda",
+        ),
+        Variant(
+            ORT,
+            True,
+            "cuda",
+            OrtOptions("default", io_binding=True),
+            "ort-cuda-iobind",
+            precision=INT8,
         ),
     ]
 

@@ -100,6 +100,7 @@ def serve(args: argparse.Namespace, examples_dir: Path, *, block: bool = True) -
         artifacts.checkpoint,
         artifacts.unfolded_onnx,
         artifacts.folded_onnx,
+        int8_onnx=artifacts.int8_onnx,
         threads=args.threads,
         devices=("cpu",) if args.cpu_only else ("cpu", "cuda"),
     )

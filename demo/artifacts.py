@@ -23,12 +23,13 @@ class Artifacts:
     checkpoint: Path
     unfolded_onnx: Path
     folded_onnx: Path
+    int8_onnx: Path | None = None  # when the export proved one (it needs the training images)
 
 
 def find_artifacts(checkpoint: str | Path, onnx_dir: str | Path) -> Artifacts:
     """The checkpoint and both proven ONNX files, or :class:`ArtifactError` with a one-line fix."""
     from export.errors import ExportError
-    from export.pipeline import FOLDED, UNFOLDED
+    from export.pipeline import FOLDED, INT8, UNFOLDED
     from export.proof import export_command, proven_files
 
     checkpoint = Path(checkpoint)
@@ -42,4 +43,4 @@ def find_artifacts(checkpoint: str | Path, onnx_dir: str | Path) -> Artifacts:
         files = proven_files(checkpoint, onnx_dir)
     except ExportError as e:
         raise ArtifactError(f"{e} (or run `make demo`)") from e
-    return Artifacts(checkpoint, files[UNFOLDED], files[FOLDED])
+    return Artifacts(checkpoint, files[UNFOLDED], files[FOLDED], files.get(INT8))

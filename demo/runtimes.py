@@ -1,6 +1,8 @@
-"""The up-to-eight ways the demo runs one network, loaded once at start-up.
+"""The up-to-nine ways the demo runs one network, loaded once at start-up.
 
-{PyTorch eager, ONNX Runtime} × {unfolded, folded} × {CPU, CUDA}: a list of
+{PyTorch eager, ONNX Runtime} × {unfolded, folded} × {CPU, CUDA}, and ONNX Runtime on the CPU
+running the folded network's int8 file (``<stem>.folded.int8.onnx``, whose decisions
+``python -m export`` proved against fp32; its logits differ by a few hundredths): a list of
 :class:`export.runtimes.variant.Variant`, opened by the one runtime layer
 (:func:`export.runtimes.open.open_variant`), which decides CUDA at run time and explains every
 variant that cannot run here (kept as an :class:`~export.runtimes.errors.Unavailable`). This
@@ -39,6 +41,7 @@ from export.runtimes.torch_runner import float64_reference
 from export.runtimes.variant import (
     DEVICES,
     FOLDED,
+    INT8,
     ONNXRUNTIME,
     PYTORCH,
     UNFOLDED,
@@ -53,13 +56,16 @@ TITLES = {PYTORCH: "PyTorch eager", ONNXRUNTIME: "ONNX Runtime"}
 
 
 def demo_variants(threads: int = 1) -> list[Variant]:
-    """The eight variants, CPU first; ONNX Runtime with ``threads`` intra-op threads."""
+    """The nine variants, CPU first, int8 last; ONNX Runtime with ``threads`` intra-op threads."""
     options = {PYTORCH: TorchOptions("inference_mode"), ONNXRUNTIME: OrtOptions(threads=threads)}
     return [
-        Variant(runtime, folded, device, options[runtime])
-        for device in DEVICES
-        for runtime in (PYTORCH, ONNXRUNTIME)
-        for folded in (False, True)
+        *(
+            Variant(runtime, folded, device, options[runtime])
+            for device in DEVICES
+            for runtime in (PYTORCH, ONNXRUNTIME)
+            for folded in (False, True)
+        ),
+        Variant(ONNXRUNTIME, True, "cpu", options[ONNXRUNTIME], precision=INT8),
     ]
 
 
@@ -135,13 +141,15 @@ def load_runtimes(
     unfolded_onnx: str | Path,
     folded_onnx: str | Path,
     *,
+    int8_onnx: str | Path | None = None,
     threads: int = 1,
     devices: tuple[str, ...] = DEVICES,
 ) -> RuntimeSet:
     """Load the checkpoint, fold it, open every variant on the devices asked for.
 
     ``threads`` is ONNX Runtime's intra-op thread count (PyTorch's is process-wide: the CLI sets
-    it). Only a broken checkpoint raises; a variant that cannot load becomes :class:`Unavailable`.
+    it). Only a broken checkpoint raises; a variant that cannot load becomes :class:`Unavailable`
+    (the int8 one when ``int8_onnx`` is None: the export made none).
     """
     import bnfold
 
@@ -155,6 +163,8 @@ def load_runtimes(
     folded = result.model.eval()
     served = served_networks(ckpt, str(checkpoint))
     files = {UNFOLDED: Path(unfolded_onnx), FOLDED: Path(folded_onnx)}
+    if int8_onnx is not None:
+        files[INT8] = Path(int8_onnx)
     sources = Sources(served.unfolded, served.folded, files, (height, width), served.output_names)
     variants = demo_variants(threads)
     available: list[Runner] = []
@@ -173,7 +183,7 @@ def load_runtimes(
         if variant.runtime == PYTORCH:
             facts[variant] = torch_facts(sources.model(variant.folded))
         else:
-            facts[variant] = onnx_facts(sources.onnx(variant.folded), variant.options)
+            facts[variant] = onnx_facts(sources.onnx_for(variant), variant.options)
     return RuntimeSet(
         checkpoint=ckpt,
         unfolded=unfolded,

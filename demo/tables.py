@@ -54,7 +54,7 @@ def classification_table(result: Classification) -> pd.DataFrame:
         rows.append(
             [
                 TITLES[r.variant.runtime],
-                "yes" if r.variant.folded else "no",
+                ("yes, int8" if r.variant.int8 else "yes") if r.variant.folded else "no",
                 device,
                 r.prediction,
                 round(r.confidence, 6),
@@ -104,7 +104,10 @@ def latency_frame(result: Classification) -> pd.DataFrame:
         {
             "variant": [_short(r.variant) for r in result.results],
             "p50 ms": [r.p50_ms for r in result.results],
-            "BatchNorm": ["folded" if r.variant.folded else "unfolded" for r in result.results],
+            "BatchNorm": [
+                "folded int8" if r.variant.int8 else "folded" if r.variant.folded else "unfolded"
+                for r in result.results
+            ],
         }
     )
 
@@ -117,8 +120,9 @@ def _short(variant: Variant) -> str:
 def unavailable_markdown(runtimes: RuntimeSet) -> str:
     """The variants this machine cannot run, each with its reason."""
     if not runtimes.unavailable:
-        return "All eight variants run on this machine."
-    lines = [f"**Not available here** ({len(runtimes.unavailable)} of 8):"]
+        return f"All {len(runtimes.all_variants)} variants run on this machine."
+    total = len(runtimes.all_variants)
+    lines = [f"**Not available here** ({len(runtimes.unavailable)} of {total}):"]
     lines += [f"- {title(u.variant)}: {u.reason}" for u in runtimes.unavailable]
     return "\n".join(lines)
 
@@ -144,7 +148,7 @@ def speedup_markdown(points: list[Throughput]) -> str:
     at = {
         (TITLES[p.variant.runtime], p.variant.device, p.variant.folded): p
         for p in points
-        if p.batch_size == largest
+        if p.batch_size == largest and not p.variant.int8  # fp32 pairs only
     }
     lines = [f"**Folded vs unfolded at batch {largest}:**"]
     for (backend, device, folded), point in sorted(at.items()):

@@ -124,6 +124,8 @@ def _run(args: argparse.Namespace) -> int:
         published = "" if args.verify_only else " (nothing was published)"
         print(f"\nparity FAILED{published}:", file=sys.stderr)
         print(report.to_table(report.failing()), file=sys.stderr)
+        if report.int8_passed is False:
+            print(report.int8.summary(), file=sys.stderr)
         return 1
     print(f"parity passed: {report.summary()}")
     return 0

@@ -34,6 +34,7 @@ class ParityInput:
 
     name: str
     images: Tensor
+    labels: Tensor | None = None  # class indices, for real images (int8 accuracy)
 
 
 def data_inputs(ckpt: Checkpoint, data: str | None = None) -> list[ParityInput]:
@@ -67,10 +68,34 @@ def data_inputs(ckpt: Checkpoint, data: str | None = None) -> list[ParityInput]:
     for name, paths in wanted.items():
         if not paths:
             continue
-        batch = normalize(subset(images, paths).images, ckpt.mean, ckpt.std)
-        out.append(ParityInput(f"{name} images", batch))
+        part = subset(images, paths)
+        batch = normalize(part.images, ckpt.mean, ckpt.std)
+        out.append(ParityInput(f"{name} images", batch, part.labels))
     log.info("parity data: %s from %s", ", ".join(f"{len(i.images)} {i.name}" for i in out), folder)
     return out
+
+
+def train_images(ckpt: Checkpoint, data: str | None = None) -> Tensor | None:
+    """The checkpoint's training images, normalised: what the int8 file is calibrated on.
+
+    None when the data folder is not here (then no int8 file is written, and the export says
+    so); an explicit ``data`` folder that cannot supply them is an error.
+    """
+    from train.dataset import load_images
+    from train.imagefolder import DataError, scan_image_folder
+    from train.preprocess import normalize
+
+    folder = data if data is not None else ckpt.data_dir
+    paths = list(ckpt.split.get("train", []))
+    if folder is None or not Path(folder).is_dir() or not paths:
+        if data is not None and not Path(data).is_dir():
+            raise ExportError(f"--data folder not found: {data}")
+        return None
+    try:
+        images = load_images(scan_image_folder(folder), paths, size=ckpt.input_size, desc="decode")
+    except DataError as e:
+        raise ExportError(f"cannot read the checkpoint's training images: {e}") from e
+    return normalize(images.images, ckpt.mean, ckpt.std)
 
 
 def random_inputs(

@@ -118,11 +118,17 @@ class ParityReport:
     checkpoint_sha256: str | None = None  # what the proof is of (export.proof checks it)
     files: dict[str, dict[str, str]] | None = None  # kind → {"name", "sha256"} of the files
     ood: dict[str, Any] | None = None  # {"threshold", "method"} when there is an ood_score
+    int8: Any = None  # export.int8_proof.Int8Proof of the int8 file, when one was made
 
     @property
     def passed(self) -> bool:
         ran = [r for r in self.rows if r.status == "run"]
-        return bool(ran) and not self.failing()
+        return bool(ran) and not self.failing() and self.int8_passed is not False
+
+    @property
+    def int8_passed(self) -> bool | None:
+        """The int8 row's verdict (decisions agree with fp32), None when there is no int8 row."""
+        return None if self.int8 is None else self.int8.passed
 
     def failing(self) -> list[ParityRow]:
         return [r for r in self.rows if r.status != "not run" and not r.passed]
@@ -130,10 +136,11 @@ class ParityReport:
     def summary(self) -> str:
         ran = [r for r in self.rows if r.status == "run"]
         samples = sum(i["shape"][0] for i in self.inputs)
-        return (
+        text = (
             f"{sum(bool(r.passed) for r in ran)}/{len(ran)} variants within tolerance on "
             f"{samples} inputs ({len(self.rows) - len(ran)} not run)"
         )
+        return text if self.int8 is None else f"{text}; {self.int8.summary()}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +160,7 @@ class ParityReport:
             "outputs": self.outputs,
             "inputs": self.inputs,
             "rows": [asdict(r) for r in self.rows],
+            "int8": None if self.int8 is None else self.int8.to_dict(),
         }
 
     def to_table(self, rows: list[ParityRow] | None = None) -> str:
@@ -214,6 +222,8 @@ class ParityReport:
             mine = (_decision_cell(r),) if self.ood else ()
             tol = f"{r.atol:g} / {r.rtol:g}"
             lines.append(f"| {' | '.join((*c[:6], *per_output, *mine, tol, c[6]))} |")
+        if self.int8 is not None:
+            lines += ["", f"{self.int8.summary()}."]
         lines += ["", "Inputs:", ""]
         lines += [f"- {i['name']}: {'×'.join(str(d) for d in i['shape'])}" for i in self.inputs]
         return "\n".join(lines) + "\n"

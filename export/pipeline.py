@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 UNFOLDED = "unfolded"
 FOLDED = "folded"
+INT8 = "int8"  # export.runtimes.variant.INT8: <stem>.folded.int8.onnx (export.quantize)
 
 
 @dataclass
@@ -52,7 +53,7 @@ class ExportConfig:
 class ExportResult:
     """The files an export wrote (or verified) and its parity proof."""
 
-    files: dict[str, Path]  # "unfolded"/"folded" → .onnx
+    files: dict[str, Path]  # "unfolded"/"folded"(/"int8") → .onnx
     parity: Any  # export.parity_run.ParityReport
     written: list[Path] = field(default_factory=list)  # everything written, in order
 
@@ -176,6 +177,9 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
             return ExportResult({}, staged.parity)
         # Report last: until it is in place, the files it proves are not served.
         files = {kind: out / path.name for kind, path in staged.files.items()}
+        # A stale int8 file of an earlier export must not sit beside files it was not made from.
+        if INT8 not in files:
+            int8_path(out, cfg.checkpoint).unlink(missing_ok=True)
         for path in staged.written:
             os.replace(path, out / path.name)
     written = [out / p.name for p in staged.written]
@@ -186,7 +190,7 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
         stem = Path(cfg.checkpoint).stem
         written += write_repository(
             cfg.triton_repo,
-            {f"{stem}_{kind}": path for kind, path in files.items()},
+            {f"{stem}_{kind}": files[kind] for kind in (UNFOLDED, FOLDED)},
             list(source.ckpt.class_names),
             max_batch_size=cfg.triton_max_batch_size,
             cpu_only=cfg.triton_cpu_only,
@@ -223,23 +227,44 @@ def _write_and_prove(cfg: ExportConfig, source: _Source, stage: Path) -> ExportR
         onnx_writer.check(proto)
         onnx_writer.save(proto, files[kind])
         log.info("wrote %s (opset %d, %s exporter)", files[kind].name, cfg.opset, cfg.exporter)
-    report = _prove(source, files, cfg.data, prove_parity)
+    int8_error = _write_int8(cfg, source, files, stage)
+    report = _prove(source, files, cfg.data, prove_parity, int8_error)
     return ExportResult(files, report, [*files.values(), *write_parity(report, stage)])
 
 
-def _prove(source: _Source, files: dict[str, Path], data: str | None, prove_parity):
-    """The parity report of ``files``, recording what it proves (checkpoint and file sha256)."""
+def _prove(
+    source: _Source,
+    files: dict[str, Path],
+    data: str | None,
+    prove_parity,
+    int8_error: str | None = None,
+):
+    """The parity report of ``files``, recording what it proves (checkpoint and file sha256).
+
+    ``int8_error``: why quantisation failed (the export then fails too).
+    """
+    from export.int8_proof import Int8Proof, prove_int8
     from export.metadata import sha256_file
 
     networks = source.networks
+    inputs = _inputs(source, data)
+    fp32 = {k: files[k] for k in (UNFOLDED, FOLDED)}
     report = prove_parity(
         networks.unfolded,
         networks.folded,
-        files,
-        _inputs(source, data),
+        fp32,
+        inputs,
         output_names=networks.output_names,
         ood=networks.ood,
     )
+    if INT8 in files:
+        report.int8 = prove_int8(files[FOLDED], files[INT8], inputs)
+    elif int8_error is not None:
+        name = int8_path(".", source.path).name
+        report.int8 = Int8Proof(name, status="failed to quantise", reason=int8_error)
+    else:
+        reason = "no training images to calibrate on (pass --data DIR)"
+        report.int8 = Int8Proof(int8_path(".", source.path).name, status="not run", reason=reason)
     report.checkpoint_sha256 = source.sha256
     report.files = {k: {"name": p.name, "sha256": sha256_file(p)} for k, p in files.items()}
     return report
@@ -256,6 +281,8 @@ def verify_files(cfg: ExportConfig) -> ExportResult:
 
     source = _load_source(cfg.checkpoint)
     files = onnx_paths(cfg.out, cfg.checkpoint)
+    if int8_path(cfg.out, cfg.checkpoint).is_file():
+        files[INT8] = int8_path(cfg.out, cfg.checkpoint)
     for kind, path in files.items():
         proto = onnx_writer.load(path)
         recorded = metadata.read_metadata(proto).get(metadata.CHECKPOINT_SHA256)
@@ -267,8 +294,43 @@ def verify_files(cfg: ExportConfig) -> ExportResult:
             )
         onnx_writer.check(proto)
         _check_outputs(proto, source, path)
-        _check_bn_count(kind, proto, source, path)
+        if kind != INT8:
+            _check_bn_count(kind, proto, source, path)
     return ExportResult(files, _prove(source, files, cfg.data, prove_parity))
+
+
+def int8_path(out: str | Path, checkpoint: str | Path) -> Path:
+    """``<out>/<stem>.folded.int8.onnx`` (export.quantize.int8_path)."""
+    from export.quantize import int8_path as path
+
+    return path(out, checkpoint)
+
+
+def _write_int8(
+    cfg: ExportConfig, source: _Source, files: dict[str, Path], stage: Path
+) -> str | None:
+    """Quantise the staged folded file into ``files["int8"]``, calibrated on the train split.
+
+    Without the training images (the checkpoint travelled without its data) no int8 file is
+    made; the parity report says so. Returns why quantisation failed, or None: the quantiser
+    refuses some models (a NaN weight fails its scale assertion), and that is a failed
+    export, reported with the other rows, not a traceback.
+    """
+    from export.inputs import train_images
+    from export.quantize import quantize_folded
+    from export.runtimes.errors import first_line
+
+    images = train_images(source.ckpt, cfg.data)
+    if images is None:
+        log.warning("no training images here: no int8 file (pass --data DIR to make one)")
+        return None
+    target = int8_path(stage, cfg.checkpoint)
+    try:
+        files[INT8] = quantize_folded(files[FOLDED], target, images.numpy())
+    except (AssertionError, ValueError, RuntimeError) as e:  # onnxruntime.quantization's types
+        target.unlink(missing_ok=True)
+        return f"{type(e).__name__}: {first_line(e)}"
+    return None
 
 
 def _inputs(source: _Source, data: str | None):

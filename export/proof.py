@@ -25,10 +25,14 @@ def export_command(checkpoint: str | Path, out: str | Path) -> str:
 
 
 def proven_files(checkpoint: str | Path, out: str | Path) -> dict[str, Path]:
-    """``{"unfolded": path, "folded": path}`` in ``out``, or ExportError with a one-line fix."""
+    """``{"unfolded": path, "folded": path}`` in ``out``, or ExportError with a one-line fix.
+
+    Plus ``"int8"`` when ``parity.json`` proves an int8 file (an export without the training
+    images makes none; older exports predate it).
+    """
     from export.metadata import sha256_file
     from export.parity_run import PARITY_JSON
-    from export.pipeline import onnx_paths
+    from export.pipeline import INT8, int8_path, onnx_paths
 
     files = onnx_paths(out, checkpoint)
     fix = f"make them with `{export_command(checkpoint, out)}`"
@@ -50,8 +54,14 @@ def proven_files(checkpoint: str | Path, out: str | Path) -> dict[str, Path]:
             f"differs): {fix}"
         )
     recorded = proof.get("files") or {}
+    if INT8 in recorded:
+        files[INT8] = int8_path(out, checkpoint)
     for kind, path in files.items():
         entry = recorded.get(kind) or {}
-        if entry.get("name") != path.name or entry.get("sha256") != sha256_file(path):
+        if (
+            not path.is_file()
+            or entry.get("name") != path.name
+            or entry.get("sha256") != sha256_file(path)
+        ):
             raise ExportError(f"{path} is not the file {proof_path} proved: {fix}")
     return files

@@ -41,6 +41,10 @@ class DemoArtifacts:
         return self.onnx_dir / f"{self.checkpoint.stem}.unfolded.onnx"
 
     @property
+    def int8_onnx(self) -> Path:
+        return self.onnx_dir / f"{self.checkpoint.stem}.folded.int8.onnx"
+
+    @property
     def folded_onnx(self) -> Path:
         return self.onnx_dir / f"{self.checkpoint.stem}.folded.onnx"
 

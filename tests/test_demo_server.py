@@ -156,11 +156,13 @@ def test_a_course_photo_is_answered_with_its_class_and_the_scores_agree(
         scores = _scores_by_variant(table)
         assert len(scores) == len(table["data"]) >= 4
         for (runtime, folded, device), value in scores.items():
+            assert value <= threshold  # every variant, int8 included, decides "known"
+            if folded == "yes, int8":  # quantised features: its decision, not fp32 tolerance
+                continue
             assert value == pytest.approx(score, abs=1e-4, rel=1e-4)
             if folded == "yes":
                 twin = scores[(runtime, "no", device)]
                 assert value == pytest.approx(twin, abs=1e-5, rel=1e-4)
-            assert value <= threshold
 
 
 def test_the_table_has_a_row_per_variant_that_runs(client, demo_server):
@@ -172,11 +174,14 @@ def test_the_table_has_a_row_per_variant_that_runs(client, demo_server):
     for backend in ("PyTorch eager", "ONNX Runtime"):
         for folded in ("no", "yes"):
             assert (backend, folded, "CPU") in rows
+    assert ("ONNX Runtime", "yes, int8", "CPU") in rows
     for row in table["data"]:
         record = dict(zip(headers, row, strict=True))
         assert 0 < record["p50 ms"] <= record["p90 ms"]
-        assert 0 <= record["max |Δ logits| vs float64"] < 1e-4
-        assert record["BatchNorm ops"].startswith("0" if record["folded"] == "yes" else "3")
+        # fp32 within 1e-4 of the float64 reference; int8 within a few quantisation steps
+        bound = 0.5 if record["folded"] == "yes, int8" else 1e-4
+        assert 0 <= record["max |Δ logits| vs float64"] < bound
+        assert record["BatchNorm ops"].startswith("3" if record["folded"] == "no" else "0")
 
 
 # ----------------------------------------------------------------------------------------------

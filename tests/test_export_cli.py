@@ -64,6 +64,7 @@ def exported(checkpoint, tmp_path_factory) -> dict[str, Path]:
         "repo": repo,
         "unfolded": out / "bn-lenet.unfolded.onnx",
         "folded": out / "bn-lenet.folded.onnx",
+        "int8": out / "bn-lenet.folded.int8.onnx",
     }
 
 
@@ -93,6 +94,7 @@ def test_both_files_are_checked_self_describing_and_keep_or_drop_bn(
     assert score.elem_type == onnx.TensorProto.FLOAT
     assert [d.dim_param or d.dim_value for d in score.shape.dim] == ["batch"]
     assert sorted(p.name for p in exported["out"].iterdir()) == [
+        "bn-lenet.folded.int8.onnx",
         "bn-lenet.folded.onnx",
         "bn-lenet.unfolded.onnx",
         "parity.json",
@@ -261,6 +263,54 @@ def test_lenet_without_its_data_exports_zero_bn_on_random_inputs(checkpoint, tmp
         assert onnx_writer.count_ops(proto, "BatchNormalization") == 0
     parity = json.loads((tmp_path / "onnx" / "parity.json").read_text())
     assert parity["passed"] and parity["inputs"][0]["name"] == "random batch 1"
+    # No training images, no calibration: no int8 file, and the report says why.
+    assert not (tmp_path / "onnx" / "lenet.folded.int8.onnx").exists()
+    assert parity["int8"]["status"] == "not run" and "--data" in parity["int8"]["reason"]
+    assert "int8" not in parity["files"]
+
+
+def test_the_int8_file_is_proven_and_published_with_its_row(exported):
+    proof = json.loads((exported["out"] / "parity.json").read_text())
+    row = proof["int8"]
+    assert row["passed"] is True and row["status"] == "run"
+    assert row["agreement"] >= row["min_agreement"] == 0.995
+    assert row["size_ratio"] <= 0.35
+    assert row["max_abs_logit_diff"] > 0  # reported, not held to the fp32 tolerance
+    by_name = {r["name"]: r for r in row["inputs"]}
+    assert {"valid images", "test images", "random batch 64"} <= set(by_name)
+    assert by_name["test images"]["int8_accuracy"] is not None
+    assert by_name["random batch 64"]["int8_accuracy"] is None  # no labels
+    entry = proof["files"]["int8"]
+    assert entry["sha256"] == hashlib.sha256(exported["int8"].read_bytes()).hexdigest()
+    ops = {n.op_type for n in onnx.load_model(exported["int8"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_a_broken_quantisation_fails_the_export_and_publishes_nothing(
+    checkpoint, tmp_path, monkeypatch, capsys
+):
+    from export import quantize
+
+    real = quantize.quantize_folded
+
+    def broken(folded, out, calibration, config=None):
+        """The real int8 file with the last layer's weight scales negated."""
+        path = real(folded, out, calibration, config)
+        proto = onnx.load_model(path)
+        producer = {o: n for n in proto.graph.node for o in n.output}
+        gemm = [n for n in proto.graph.node if n.op_type == "Gemm"][-1]
+        name = producer[gemm.input[1]].input[1]
+        init = next(i for i in proto.graph.initializer if i.name == name)
+        init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), name))
+        onnx.save_model(proto, path)
+        return path
+
+    monkeypatch.setattr(quantize, "quantize_folded", broken)
+    rc = _run_main("--checkpoint", str(checkpoint), "--out", str(tmp_path / "onnx"))
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "parity FAILED (nothing was published)" in err and "int8:" in err and "FAIL" in err
+    assert list((tmp_path / "onnx").iterdir()) == []
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, OSError])
@@ -285,7 +335,7 @@ def test_parity_json_records_the_checkpoint_and_files_it_proves(exported, checkp
         assert entry["name"] == exported[kind].name
         assert entry["sha256"] == hashlib.sha256(exported[kind].read_bytes()).hexdigest()
     assert proven_files(checkpoint, exported["out"]) == {
-        k: exported[k] for k in ("unfolded", "folded")
+        k: exported[k] for k in ("unfolded", "folded", "int8")
     }
     assert not [p for p in exported["out"].iterdir() if p.name.startswith(".export-")]
 

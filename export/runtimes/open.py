@@ -16,7 +16,7 @@ from torch import nn
 
 from export.runtimes.errors import Unavailable, first_line
 from export.runtimes.runner import LOGITS, Runner
-from export.runtimes.variant import FOLDED, ONNXRUNTIME, PYTORCH, UNFOLDED, Variant
+from export.runtimes.variant import FOLDED, ONNXRUNTIME, OPENVINO, PYTORCH, UNFOLDED, Variant
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Sources:
 
     unfolded: nn.Module
     folded: nn.Module
-    files: dict[str, Path]  # "unfolded" / "folded" → .onnx
+    files: dict[str, Path]  # "unfolded" / "folded" (/ "int8") → .onnx
     input_size: tuple[int, int] = (32, 32)  # H, W: the example a CUDA runner is tried on
     output_names: tuple[str, ...] = (LOGITS,)
 
@@ -40,6 +40,17 @@ class Sources:
 
     def onnx(self, folded: bool) -> Path:
         return Path(self.files[FOLDED if folded else UNFOLDED])
+
+    def onnx_for(self, variant: Variant) -> Path:
+        """The file ``variant`` runs; Unavailable when it is the int8 one and there is none."""
+        if variant.int8:
+            if variant.kind not in self.files:
+                raise Unavailable(
+                    "no proven int8 file: python -m export makes <stem>.folded.int8.onnx when "
+                    "the checkpoint's training images are here (--data DIR)"
+                )
+            return Path(self.files[variant.kind])
+        return self.onnx(variant.folded)
 
 
 def _open_torch(variant: Variant, sources: Sources) -> Runner:
@@ -51,9 +62,12 @@ def _open_torch(variant: Variant, sources: Sources) -> Runner:
 
 def _open_ort(variant: Variant, sources: Sources) -> Runner:
     from export.runtimes.ort_runner import OrtRunner
-    from export.runtimes.sessions import ort_session
+    from export.runtimes.sessions import ort_cuda_unavailable, ort_session
 
-    path = sources.onnx(variant.folded)
+    reason = ort_cuda_unavailable() if variant.cuda else None
+    if reason:  # the machine's reason first: it holds whichever file is asked for
+        raise Unavailable(reason)
+    path = sources.onnx_for(variant)
     try:
         session = ort_session(path, variant.options, variant.device)
     except (Unavailable, ValueError):
@@ -63,9 +77,16 @@ def _open_ort(variant: Variant, sources: Sources) -> Runner:
     return OrtRunner(variant, session)
 
 
+def _open_openvino(variant: Variant, sources: Sources) -> Runner:
+    from export.runtimes.openvino_runner import open_openvino
+
+    return open_openvino(variant, sources.onnx_for(variant))
+
+
 OPENERS: dict[str, Callable[[Variant, Sources], Runner]] = {
     PYTORCH: _open_torch,
     ONNXRUNTIME: _open_ort,
+    OPENVINO: _open_openvino,
 }
 
 

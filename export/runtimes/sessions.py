@@ -8,10 +8,13 @@ PyTorch (see :mod:`export.runtimes.torch_runner`).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from export.runtimes.errors import Unavailable, first_line
 from export.runtimes.variant import OrtOptions
+
+log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -19,7 +22,7 @@ PROVIDERS = {"cpu": CPU, "cuda": CUDA}
 #: Options for ORT's CUDA provider: full fp32 (no TF32), cuDNN's default algorithm choice.
 ORT_CUDA_OPTIONS = {"use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"}
 ORT_GPU_HINT = "on a GPU host install onnxruntime-gpu instead of onnxruntime"
-LEVELS = ("disabled", "default", "all")
+LEVELS = ("disabled", "extended", "default", "all")
 
 
 def ort_cuda_reason(
@@ -66,18 +69,37 @@ def _session_options(
     so.log_severity_level = 3  # errors only: a failed CUDA load is reported by this module
     if options.level == "disabled":
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    elif options.level == "extended":
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     elif options.level == "all":
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if options.threads is not None:
         so.intra_op_num_threads = options.threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if options.spinning is not None:
+        so.add_session_config_entry("session.intra_op.allow_spinning", str(int(options.spinning)))
     if optimized_to is not None:
         so.optimized_model_filepath = str(optimized_to)
     if profile_prefix is not None:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
     return so
+
+
+def _preload_cuda_libraries(ort) -> None:
+    """Load the CUDA and cuDNN libraries torch's wheels brought (onnxruntime-gpu >= 1.21).
+
+    Without it, onnxruntime-gpu looks for them on the system library path only and, on a host
+    whose CUDA comes from pip (torch's nvidia-* wheels), falls back to the CPU.
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as e:  # a failed preload leaves ORT's own search, reported by the caller
+        log.info("onnxruntime.preload_dlls() failed: %s", first_line(e))
 
 
 def ort_session(
@@ -99,14 +121,19 @@ def ort_session(
 
     if device not in PROVIDERS:
         raise ValueError(f"unknown device {device!r}: choose one of {', '.join(PROVIDERS)}")
-    so = _session_options(options or OrtOptions(), optimized_to, profile_prefix)
+    options = options or OrtOptions()
+    so = _session_options(options, optimized_to, profile_prefix)
+    skip = list(options.disabled_optimizers)
     if device == "cpu":
-        return ort.InferenceSession(str(path), so, providers=[CPU])
+        return ort.InferenceSession(str(path), so, providers=[CPU], disabled_optimizers=skip)
     reason = ort_cuda_unavailable()
     if reason:
         raise Unavailable(reason)
+    _preload_cuda_libraries(ort)
     try:
-        session = ort.InferenceSession(str(path), so, providers=[(CUDA, ORT_CUDA_OPTIONS), CPU])
+        session = ort.InferenceSession(
+            str(path), so, providers=[(CUDA, ORT_CUDA_OPTIONS), CPU], disabled_optimizers=skip
+        )
     except Exception as e:  # onnxruntime raises its own pybind types (Fail, RuntimeException)
         raise Unavailable(f"onnxruntime could not start {CUDA}: {first_line(e)}") from e
     reason = ort_cuda_reason(ort.get_available_providers(), session.get_providers())
