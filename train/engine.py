@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +10,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from train.dataset import ImageSet
+from train.ood.exposure import DEFAULT_EXPOSURE
 from train.transforms import eval_batch, train_batch
 
 
@@ -37,14 +39,15 @@ def train_one_epoch(
     generator: torch.Generator,
     desc: str = "train",
     negatives: Tensor | None = None,
-    negatives_weight: float = 0.5,
+    outlier_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    augment: Callable[[Tensor, torch.Generator], Tensor] = train_batch,
 ) -> EpochStats:
-    """Train ``model`` for one pass over ``data`` with the course's augmentation per batch.
+    """Train ``model`` for one pass over ``data``, ``augment`` (default: the course's) per batch.
 
-    ``negatives`` (uint8 non-note images) switch on outlier exposure (Hendrycks et al., 2019):
-    each batch also sees as many random negatives, pushed towards a uniform softmax with
-    weight ``negatives_weight``, so the classes stay the notes' and "unknown" is learnt as
-    "no class is likely".
+    ``negatives`` (uint8 non-note images) switch on outlier exposure: each batch also sees as
+    many random negatives, and ``outlier_loss(note_logits, negative_logits)`` (default:
+    :data:`train.ood.exposure.DEFAULT_EXPOSURE`) is added, so the classes stay the notes' and
+    "unknown" is learnt as "no class is likely, and no note is there".
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss()
@@ -52,14 +55,15 @@ def train_one_epoch(
     bar = tqdm(batches(len(data), batch_size, generator), desc=desc, leave=False, disable=None)
     for idx in bar:
         idx = idx.to(data.images.device)
-        inputs, targets = train_batch(data.images[idx], generator), data.labels[idx]
+        inputs, targets = augment(data.images[idx], generator), data.labels[idx]
         if negatives is not None:
             pick = torch.randint(0, len(negatives), (len(idx),), generator=generator)
-            extra = train_batch(negatives[pick.to(negatives.device)], generator)
+            extra = augment(negatives[pick.to(negatives.device)], generator)
             both = model(torch.cat([inputs, extra]))
             logits, outlier_logits = both[: len(idx)], both[len(idx) :]
-            uniform_ce = -outlier_logits.log_softmax(dim=1).mean(dim=1).mean()
-            loss = loss_fn(logits, targets) + negatives_weight * uniform_ce
+            loss = loss_fn(logits, targets) + (outlier_loss or DEFAULT_EXPOSURE)(
+                logits, outlier_logits
+            )
         else:
             logits = model(inputs)
             loss = loss_fn(logits, targets)

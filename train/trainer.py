@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from train import checkpoint as ckpt_io
+from train import recipe
 from train.atomic import atomic_open
+from train.augment import augment_for
 from train.dataset import ImageSet, load_images, subset
 from train.engine import evaluate, train_one_epoch
 from train.imagefolder import FileList, scan_image_folder
@@ -33,14 +36,14 @@ SYNTHETIC = "synthetic"
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on; the defaults are the course's."""
+    """Everything a training run depends on; the defaults are the product's (train.recipe)."""
 
     data: str | None = None  # image folder; None = the synthetic RMB-like set
     model: str = "bn-lenet"
     init: str = "default"
-    epochs: int = 10
+    epochs: int = recipe.EPOCHS
     batch_size: int = 16
-    lr: float = 0.01
+    lr: float = recipe.LR
     momentum: float = 0.9
     step_size: int = 10
     gamma: float = 0.1
@@ -51,8 +54,10 @@ class TrainConfig:
     resume: bool = False
     skip_bad_images: bool = False
     synthetic_dir: str = "artifacts/data"
-    outlier_exposure: bool = False  # train against non-note images too (train.ood.negatives)
+    outlier_exposure: bool = recipe.OUTLIER_EXPOSURE  # train against non-notes (train.ood)
     series: str = "all"  # which RMB series the synthetic set holds: "4", "5" or "all"
+    augment: str = recipe.AUGMENT  # train.augment: "product" or the course's
+    schedule: str = recipe.SCHEDULE  # "cosine" over all epochs, or the course's "step"
 
 
 @dataclass
@@ -130,6 +135,9 @@ def _new_checkpoint(cfg: TrainConfig, data: SplitData) -> dict[str, Any]:
 
 def _check_resumable(old: dict[str, Any], cfg: TrainConfig, out: Path) -> None:
     keys = ("model", "init", "batch_size", "lr", "momentum", "seed", "data", "series", "threads")
+    keys += ("augment", "schedule", "outlier_exposure")
+    if cfg.schedule == "cosine":
+        keys += ("epochs",)  # the cosine spans all epochs: more of them is another schedule
     for key in keys:
         if old["args"].get(key) != getattr(cfg, key):
             raise ValueError(
@@ -182,7 +190,8 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
     initialize_weights(model, cfg.init)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
+    scheduler = _scheduler(cfg, optimizer)
+    augment = augment_for(cfg.augment)
     generator = torch.Generator().manual_seed(cfg.seed)
 
     ckpt = _new_checkpoint(cfg, data)
@@ -206,6 +215,7 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
                 generator=generator,
                 desc=f"epoch {epoch}/{cfg.epochs}",
                 negatives=negatives,
+                augment=augment,
             )
             scheduler.step()
             valid_loss, valid_acc = evaluate(model, sets["valid"])
@@ -249,6 +259,22 @@ def _fit(cfg: TrainConfig) -> dict[str, Any]:
     )
     write_reports(ckpt, out)
     return ckpt
+
+
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    """Cosine annealing to 0 over ``cfg.epochs`` (default), or the course's StepLR.
+
+    The cosine is closed-form (LambdaLR of the epoch), so a resumed run recomputes exactly the
+    learning rate the uninterrupted run had.
+    """
+    if cfg.schedule == "cosine":
+        epochs = cfg.epochs
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / epochs))
+        )
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: use one of {', '.join(recipe.SCHEDULES)}")
 
 
 def _negatives(cfg: TrainConfig, device: torch.device) -> torch.Tensor | None:
