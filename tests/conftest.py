@@ -69,7 +69,7 @@ def module_image_folder(tmp_path_factory: pytest.TempPathFactory) -> TinyFolder:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def rmb_data_dir() -> Path:
     """The real RMB photos (``DIR/1/*.jpg``, ``DIR/100/*.jpg``) named by env RMB_DATA_DIR.
 
@@ -82,3 +82,18 @@ def rmb_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"RMB_DATA_DIR={value} is not a folder: the real RMB photos are missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def default_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model, trained once per test session: ``python -m train`` with no flags.
+
+    Generates the default synthetic set (4000 notes) and trains with the product recipe
+    (train.recipe: outlier exposure on); about 3-4 minutes on one busy CPU core. Its folder
+    also holds the synthetic caches (``data/``) the tests add to.
+    """
+    from train.trainer import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("default-model")
+    fit(TrainConfig(out=str(out / "bn-lenet.pt"), synthetic_dir=str(out / "data")))
+    return out / "bn-lenet.pt"

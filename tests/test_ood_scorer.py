@@ -148,3 +148,24 @@ def test_a_broken_ood_dict_is_a_one_line_value_error(state, match):
 def test_with_ood_refuses_a_model_without_lenet_layers():
     with pytest.raises(ValueError, match="lacks conv1"):
         WithOOD(torch.nn.Linear(3, 2), OODScorer("msp", {}, 0.5))
+
+
+def test_the_knn_bank_is_capped_and_k_scales_with_its_share():
+    """The bank is embedded in every ONNX file: at most BANK_SIZE rows, k scaled to match."""
+    from train.ood import methods
+
+    n = methods.BANK_SIZE * 4
+    g = torch.Generator().manual_seed(0)
+    feats = methods.Features(
+        torch.zeros(n, 2),
+        torch.zeros(n, dtype=torch.int64),
+        torch.randn(n, 84, generator=g),
+        torch.zeros(n, 1),
+        torch.zeros(n, 0),
+    )
+    stats = methods.fit_knn(feats, k=12)
+    assert stats["bank"].shape == (methods.BANK_SIZE, 84) and int(stats["k"]) == 3
+    torch.testing.assert_close(stats["bank"].norm(dim=1), torch.ones(methods.BANK_SIZE))
+    assert torch.equal(stats["bank"], methods.fit_knn(feats, k=12)["bank"])  # seeded subset
+    small = methods.fit_knn(methods.Features(*(t[:5] for t in feats.__dict__.values())), k=12)
+    assert small["bank"].shape == (5, 84) and int(small["k"]) == 5

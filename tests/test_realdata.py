@@ -7,6 +7,7 @@ import torch
 
 from train.dataset import load_images
 from train.imagefolder import scan_image_folder
+from train.recipe import COURSE
 from train.split import SPLITS, stratified_split
 from train.trainer import TrainConfig, fit
 
@@ -28,8 +29,8 @@ def test_all_200_photos_decode_and_split_8_1_1_per_class(rmb_data_dir):
 
 
 @pytest.mark.slow
-def test_bn_lenet_with_the_defaults_reaches_95_percent_valid(rmb_data_dir, tmp_path):
-    cfg = TrainConfig(data=str(rmb_data_dir), out=str(tmp_path / "bn-lenet.pt"))
+def test_bn_lenet_with_the_course_recipe_reaches_95_percent_valid(rmb_data_dir, tmp_path):
+    cfg = TrainConfig(**COURSE, data=str(rmb_data_dir), out=str(tmp_path / "bn-lenet.pt"))
     assert (cfg.model, cfg.epochs, cfg.seed) == ("bn-lenet", 10, 1)
     ckpt = fit(cfg)
     history = ckpt.metrics["history"]

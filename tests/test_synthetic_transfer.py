@@ -1,9 +1,9 @@
 """The synthetic set's reason to exist: a BN-LeNet trained only on it recognises real notes.
 
-One default training run (``python -m train`` with no flags: series ``all``) is scored on the
-200 real 4th-series photos and on 5th-series synthetic notes from a seed it never saw, the
-reproducible stand-in for photos of today's notes (``python -m train.evaluate
---synthetic-series 5``).
+The default model (``python -m train`` with no flags, trained once per session by the
+``default_checkpoint`` fixture) is scored on the 200 real 4th-series photos and on 600
+5th-series synthetic notes from a seed it never saw, the reproducible stand-in for photos of
+today's notes (``python -m train.evaluate --synthetic-series 5``).
 """
 
 from __future__ import annotations
@@ -12,22 +12,20 @@ import pytest
 
 from train.evaluate import evaluate_checkpoint, get_args_parser, main
 from train.synthetic import ensure_synthetic
-from train.trainer import TrainConfig, fit
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
-# Floors below the measured figures (README): real photos 100 % on 3 training seeds; unseen
-# 5th-series notes 95.5-97 %, so the floor leaves room for seed-to-seed spread.
-REAL_FLOOR = 0.97
-FIFTH_SERIES_FLOOR = 0.93
+# Issue 9's target for the course photos (>= 99 %) holds on every training seed measured
+# (100 % on seeds 1-3, README "The synthetic set"). Its 98 % for unseen 5th-series notes does
+# not yet: 97.3 / 97.0 / 97.3 % on seeds 1-3, so this floor sits below those, not at the target.
+REAL_FLOOR = 0.99
+FIFTH_SERIES_FLOOR = 0.96
+UNSEEN = {"seed": 101, "per_class": 300, "series": "5"}
 
 
 @pytest.fixture(scope="module")
-def synthetic_checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic-transfer")
-    cfg = TrainConfig(out=str(out / "bn-lenet.pt"), synthetic_dir=str(out / "data"))
-    fit(cfg)  # the defaults of `python -m train` with no --data
-    return out / "bn-lenet.pt"
+def synthetic_checkpoint(default_checkpoint):
+    return default_checkpoint
 
 
 def test_bn_lenet_trained_on_synthetic_notes_classifies_the_real_photos(
@@ -40,15 +38,15 @@ def test_bn_lenet_trained_on_synthetic_notes_classifies_the_real_photos(
 
 def test_it_reads_fifth_series_notes_it_never_saw(synthetic_checkpoint, capsys):
     data = synthetic_checkpoint.parent / "data"
-    unseen = ensure_synthetic(data, seed=101, per_class=150, series="5", progress=False)
+    unseen = ensure_synthetic(data, **UNSEEN, progress=False)
     result = evaluate_checkpoint(synthetic_checkpoint, str(unseen))
-    assert result["images"] == 300
+    assert result["images"] == 600
     assert result["acc"] >= FIFTH_SERIES_FLOOR, f"unseen 5th-series accuracy {result['acc']:.2%}"
     # The CLI's way to the same figure, reusing the cached set.
     args = ["--checkpoint", str(synthetic_checkpoint), "--synthetic-series", "5"]
-    args += ["--synthetic-seed", "101", "--synthetic-per-class", "150"]
+    args += ["--synthetic-seed", "101", "--synthetic-per-class", "300"]
     assert main(get_args_parser().parse_args([*args, "--synthetic-dir", str(data)])) == 0
-    assert f"accuracy {result['acc']:.2%} on 300 images" in capsys.readouterr().out
+    assert f"accuracy {result['acc']:.2%} on 600 images" in capsys.readouterr().out
 
 
 def test_evaluate_refuses_data_and_a_synthetic_series_together(synthetic_checkpoint, tmp_path):

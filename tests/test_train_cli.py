@@ -82,10 +82,14 @@ def test_every_flag_states_its_default():
         assert flag in blocks
 
 
-def test_defaults_are_the_courses():
+def test_defaults_are_the_products_recipe():
+    from train import recipe
+
     args = get_args_parser().parse_args([])
     assert (args.data, args.model, args.init) == (None, "bn-lenet", "default")
-    assert (args.epochs, args.batch_size, args.lr, args.seed) == (10, 16, 0.01, 1)
+    assert (args.epochs, args.batch_size, args.lr, args.seed) == (recipe.EPOCHS, 16, recipe.LR, 1)
+    assert (args.schedule, args.augment) == ("cosine", "product")
+    assert args.outlier_exposure is True
     assert args.out == "artifacts/bn-lenet.pt"
     assert not args.resume and not args.skip_bad_images
 
@@ -187,7 +191,8 @@ def test_main_passes_every_flag_to_the_trainer(tiny_image_folder, tmp_path):
     argv = ["--data", str(root), "--model", "lenet", "--init", "course", "--epochs", "1"]
     argv += ["--batch-size", "3", "--lr", "0.05", "--seed", "7", "--device", "cpu"]
     argv += ["--threads", "1", "--out", str(out), "--synthetic-dir", str(tmp_path / "syn")]
-    argv += ["--series", "5"]
+    argv += ["--series", "5", "--schedule", "step"]
+    argv += ["--augment", "course", "--no-outlier-exposure"]
     assert main(get_args_parser().parse_args(argv)) == 0
     args = load_checkpoint(out).args
     expected = {
@@ -205,6 +210,9 @@ def test_main_passes_every_flag_to_the_trainer(tiny_image_folder, tmp_path):
         "skip_bad_images": False,
         "synthetic_dir": str(tmp_path / "syn"),
         "series": "5",
+        "schedule": "step",
+        "augment": "course",
+        "outlier_exposure": False,
     }
     assert {k: args[k] for k in expected} == expected
     assert load_checkpoint(out).arch == "lenet"

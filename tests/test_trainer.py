@@ -26,6 +26,9 @@ PER_CLASS = (8, 9)
 
 def _config(data, out, **overrides) -> TrainConfig:
     base = {"data": str(data), "epochs": EPOCHS, "batch_size": 4, "device": "cpu", "out": str(out)}
+    # The resume tests stop a run early by asking for fewer epochs, which the step schedule
+    # allows; the default cosine spans all epochs (resuming it with other epochs is refused).
+    base["schedule"] = "step"
     return TrainConfig(**{**base, **overrides})
 
 
@@ -177,6 +180,19 @@ def test_resume_with_different_flags_is_refused(run, tmp_path, data_dir, change)
         fit(_config(data_dir, out, epochs=3, resume=True, **change))
     assert "\n" not in str(e.value)
     assert out.read_bytes() == before
+
+
+def test_cosine_resume_recomputes_the_rate_and_refuses_other_epochs(tmp_path, data_dir):
+    """The default cosine schedule: a resumed run trains with the rate the straight run had."""
+    out = tmp_path / "cosine.pt"
+    cfg = _config(data_dir, out, schedule="cosine", outlier_exposure=False)
+    straight = fit(cfg)
+    rates = [h["lr"] for h in straight.metrics["history"]]
+    assert rates == pytest.approx([0.005, 0.0], abs=1e-12)  # 0.01 * (1 + cos(pi e / 2)) / 2
+    again = fit(dataclasses.replace(cfg, resume=True))  # a finished run: nothing to train
+    _assert_same_weights(again.state_dict, straight.state_dict)
+    with pytest.raises(ValueError, match="trained with epochs=2"):
+        fit(dataclasses.replace(cfg, resume=True, epochs=3))
 
 
 def test_fit_restores_the_thread_count(tmp_path, data_dir):

@@ -11,6 +11,7 @@ import argparse
 import math
 import sys
 
+from train import recipe
 from train.names import ARCHS, INITS
 
 
@@ -29,9 +30,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default="bn-lenet", choices=ARCHS, help="architecture")
     p.add_argument("--init", default="default", choices=INITS, help="weight initialisation")
-    p.add_argument("--epochs", type=int, default=10, help="total epochs")
+    p.add_argument("--epochs", type=int, default=recipe.EPOCHS, help="total epochs")
     p.add_argument("--batch-size", type=int, default=16, help="mini-batch size")
-    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (momentum 0.9)")
+    p.add_argument("--lr", type=float, default=recipe.LR, help="SGD learning rate (momentum 0.9)")
+    p.add_argument(
+        "--schedule",
+        default=recipe.SCHEDULE,
+        choices=recipe.SCHEDULES,
+        help="LR schedule: cosine annealing over all epochs, or the course's step (x0.1 at 10)",
+    )
+    p.add_argument(
+        "--augment",
+        default=recipe.AUGMENT,
+        choices=recipe.AUGMENTS,
+        help="training augmentation: product (resized crops, colour jitter, 10%% grey) or the "
+        "course's (RandomCrop, 80%% grey)",
+    )
     p.add_argument(
         "--seed", type=int, default=1, help="seed for init, split, order and augmentation"
     )
@@ -62,9 +76,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--outlier-exposure",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=recipe.OUTLIER_EXPOSURE,
         help="also train against non-note images and other denominations (pushed towards a "
-        "uniform softmax), so the OOD score flags them; default: off",
+        "uniform softmax), so the OOD score flags them",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -93,6 +108,8 @@ def main(args: argparse.Namespace) -> int:
         synthetic_dir=args.synthetic_dir,
         series=args.series,
         outlier_exposure=args.outlier_exposure,
+        augment=args.augment,
+        schedule=args.schedule,
     )
     fit(cfg)
     return 0

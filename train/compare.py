@@ -46,6 +46,7 @@ def compare(
 ) -> dict[str, Any]:
     """Train the three runs, write their checkpoints, ``compare.json``/``.md`` and a PNG."""
     from train.plots import plot_runs
+    from train.recipe import COURSE
     from train.trainer import TrainConfig, fit
 
     results: dict[str, Any] = {}
@@ -54,10 +55,10 @@ def compare(
         log.info("== %s", label)
         ckpt = fit(
             TrainConfig(
+                **{**COURSE, "epochs": epochs},  # the course's recipe, not the product's
                 data=data,
                 model=arch,
                 init=init,
-                epochs=epochs,
                 seed=seed,
                 device=device,
                 out=str(out / f"{arch}-{init}.pt"),

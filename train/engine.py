@@ -7,15 +7,21 @@ Both normalise with the mean/std they are given (the checkpoint's), through
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from train.dataset import ImageSet
+from train.ood.exposure import DEFAULT_EXPOSURE
 from train.preprocess import normalize
 from train.transforms import train_batch
+
+if TYPE_CHECKING:
+    from train.augment import Augment
 
 Stats = tuple[float, ...]
 
@@ -51,14 +57,16 @@ def train_one_epoch(
     std: Stats,
     desc: str = "train",
     negatives: Tensor | None = None,
-    negatives_weight: float = 0.5,
+    outlier_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    augment: Augment = train_batch,
 ) -> EpochStats:
-    """Train ``model`` for one pass over ``data`` with the course's augmentation per batch.
+    """Train ``model`` for one pass over ``data``, ``augment`` (default: the course's) per batch.
 
-    ``negatives`` (uint8 non-note images) switch on outlier exposure (Hendrycks et al., 2019):
-    each batch also sees as many random negatives, pushed towards a uniform softmax with
-    weight ``negatives_weight``, so the classes stay the notes' and "unknown" is learnt as
-    "no class is likely".
+    ``negatives`` (uint8 non-note images) switch on outlier exposure: each batch also sees as
+    many random negatives, and ``outlier_loss(note_logits, negative_logits)`` (default:
+    :data:`train.ood.exposure.DEFAULT_EXPOSURE`) is added, so the classes stay the notes' and
+    "unknown" is learnt as "no class is likely, and no note is there".
+
     Raises :class:`NonFiniteLossError` before stepping on a NaN/Inf loss, so no update is made
     from it.
     """
@@ -68,14 +76,15 @@ def train_one_epoch(
     bar = tqdm(batches(len(data), batch_size, generator), desc=desc, leave=False, disable=None)
     for step, idx in enumerate(bar, start=1):
         idx = idx.to(data.images.device)
-        inputs, targets = train_batch(data.images[idx], generator, mean, std), data.labels[idx]
+        inputs, targets = augment(data.images[idx], generator, mean, std), data.labels[idx]
         if negatives is not None:
             pick = torch.randint(0, len(negatives), (len(idx),), generator=generator)
-            extra = train_batch(negatives[pick.to(negatives.device)], generator, mean, std)
+            extra = augment(negatives[pick.to(negatives.device)], generator, mean, std)
             both = model(torch.cat([inputs, extra]))
             logits, outlier_logits = both[: len(idx)], both[len(idx) :]
-            uniform_ce = -outlier_logits.log_softmax(dim=1).mean(dim=1).mean()
-            loss = loss_fn(logits, targets) + negatives_weight * uniform_ce
+            loss = loss_fn(logits, targets) + (outlier_loss or DEFAULT_EXPOSURE)(
+                logits, outlier_logits
+            )
         else:
             logits = model(inputs)
             loss = loss_fn(logits, targets)

@@ -20,7 +20,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bnfold.atomic import remove_stale_temps
 from bnfold.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from train import recipe
 from train.atomic import atomic_open
+from train.augment import augment_for
 from train.dataset import ImageSet, load_images, subset
 from train.engine import NonFiniteLossError, Stats, evaluate, train_one_epoch
 from train.imagefolder import FileList, scan_image_folder
@@ -35,14 +37,14 @@ SYNTHETIC = "synthetic"
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on; the defaults are the course's."""
+    """Everything a training run depends on; the defaults are the product's (train.recipe)."""
 
     data: str | None = None  # image folder; None = the synthetic RMB-like set
     model: str = "bn-lenet"
     init: str = "default"
-    epochs: int = 10
+    epochs: int = recipe.EPOCHS
     batch_size: int = 16
-    lr: float = 0.01
+    lr: float = recipe.LR
     momentum: float = 0.9
     step_size: int = 10
     gamma: float = 0.1
@@ -53,8 +55,10 @@ class TrainConfig:
     resume: bool = False
     skip_bad_images: bool = False
     synthetic_dir: str = "artifacts/data"
-    outlier_exposure: bool = False  # train against non-note images too (train.ood.negatives)
+    outlier_exposure: bool = recipe.OUTLIER_EXPOSURE  # train against non-notes (train.ood)
     series: str = "all"  # which RMB series the synthetic set holds: "4", "5" or "all"
+    augment: str = recipe.AUGMENT  # train.augment: "product" or the course's
+    schedule: str = recipe.SCHEDULE  # "cosine" over all epochs, or the course's "step"
 
 
 @dataclass
@@ -145,7 +149,10 @@ def _check_resumable(old: Checkpoint, cfg: TrainConfig, out: Path) -> None:
         "data",
         "series",
         "threads",
-    ):
+        "augment",
+        "schedule",
+        "outlier_exposure",
+    ) + (("epochs",) if cfg.schedule == "cosine" else ()):  # a cosine spans all its epochs
         if old.args.get(key) != getattr(cfg, key):
             raise ValueError(
                 f"--resume: {out} was trained with {key}={old.args.get(key)!r}, "
@@ -201,7 +208,8 @@ def _fit(cfg: TrainConfig) -> Checkpoint:
     initialize_weights(model, cfg.init)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
+    scheduler = _scheduler(cfg, optimizer)
+    augment = augment_for(cfg.augment)
     generator = torch.Generator().manual_seed(cfg.seed)
 
     ckpt = _new_checkpoint(cfg, data)
@@ -228,6 +236,7 @@ def _fit(cfg: TrainConfig) -> Checkpoint:
                     std=std,
                     desc=f"epoch {epoch}/{cfg.epochs}",
                     negatives=negatives,
+                    augment=augment,
                 )
                 scheduler.step()
                 valid_loss, valid_acc = evaluate(model, sets["valid"], mean, std)
@@ -277,6 +286,22 @@ def _fit(cfg: TrainConfig) -> Checkpoint:
     )
     write_reports(ckpt, out)
     return ckpt
+
+
+def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    """Cosine annealing to 0 over ``cfg.epochs`` (default), or the course's StepLR.
+
+    The cosine is closed-form (LambdaLR of the epoch), so a resumed run recomputes exactly the
+    learning rate the uninterrupted run had.
+    """
+    if cfg.schedule == "cosine":
+        epochs = cfg.epochs
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: 0.5 * (1.0 + math.cos(math.pi * min(e, epochs) / epochs))
+        )
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: use one of {', '.join(recipe.SCHEDULES)}")
 
 
 def _negatives(cfg: TrainConfig, device: torch.device) -> torch.Tensor | None:

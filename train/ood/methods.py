@@ -31,7 +31,11 @@ from torch import Tensor
 from train.ood.taps import Taps
 
 BASE_METHODS = ("msp", "energy", "mahalanobis", "knn", "bn-stats", "channel-stats")
-DEFAULT_K = 10  # kNN: the k-th neighbour; Sun et al. use k=50 for 50k images, ~1/1000 of them
+DEFAULT_K = 10  # kNN: the k-th neighbour among all training images (Sun et al.: 50 of 50k)
+# The bank is embedded in every exported ONNX file: 1024 x 84 float32 = 344 KB. A random subset
+# scores as well as all 3200 training features of the default set (README, train.ood), with k
+# scaled to the subset's share (10 of 3200 -> 3 of 1024).
+BANK_SIZE = 1024
 SHRINKAGE = 1e-3  # covariance += SHRINKAGE * mean variance * I: dead ReLU units stay invertible
 Stats = dict[str, Tensor]  # integer 0-d tensors (kNN's k) are hyper-parameters, not data
 
@@ -100,9 +104,15 @@ def fit_mahalanobis(f: Features) -> Stats:
     return {"whiten": w.float(), "means_w": (means @ w).float()}
 
 
-def fit_knn(f: Features, k: int = DEFAULT_K) -> Stats:
-    k = min(k, len(f.penultimate))  # a tiny training set (tests) still gets a usable k
-    bank = torch.nn.functional.normalize(f.penultimate, dim=1, eps=1e-12)
+def fit_knn(f: Features, k: int = DEFAULT_K, bank_size: int = BANK_SIZE) -> Stats:
+    """At most ``bank_size`` normalised training features (a seeded random subset) and the k."""
+    n = len(f.penultimate)
+    feats = f.penultimate
+    if n > bank_size:
+        keep = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:bank_size]
+        feats, k = feats[keep], max(1, round(k * bank_size / n))
+    k = min(k, len(feats))  # a tiny training set (tests) still gets a usable k
+    bank = torch.nn.functional.normalize(feats, dim=1, eps=1e-12)
     return {"bank": bank.float(), "k": torch.tensor(k)}
 
 

@@ -1,12 +1,13 @@
 """Training negatives for outlier exposure, kept apart from everything the evaluation uses.
 
-Far negatives come from :func:`train.ood.sets.training_negatives` (other seeds, no photos);
+Far negatives come from :func:`train.ood.sets.training_negatives` (other seeds, other photos);
 near negatives are other-denomination notes from the synthetic generator with their own seed
 (``NEAR_SEED``), not the evaluation's default seed.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def outlier_negatives(cache_dir: str | Path, size: tuple[int, int] = INPUT_SIZE)
     from train.synthetic import ensure_near_ood
 
     near = folder_images(ensure_near_ood(Path(cache_dir), NEAR_PER_CLASS, NEAR_SEED), size)
-    far = training_negatives(size=size)
+    far = _far_negatives(size)
     log.info("outlier exposure: %d far and %d near negatives", len(far), len(near))
     return torch.cat([far, near])
+
+
+@functools.lru_cache(maxsize=1)
+def _far_negatives(size: tuple[int, int]) -> Tensor:
+    """Drawn once per process (seconds of PIL work); callers only read it (torch.cat copies)."""
+    return training_negatives(size=size)

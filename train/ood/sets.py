@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor
+from tqdm import tqdm
 
 from train.preprocess import INPUT_SIZE, open_image, to_uint8_tensor
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 EVAL_SEED = 2000  # far from NEGATIVES_SEED, the training negatives' seed
 NEGATIVES_SEED = 100
+PHOTO_SHARE = 4  # training negatives: photo crops per image of every other kind
 CANVAS = (96, 64)  # (width, height) drawn before the resize, about a phone photo's aspect
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # (package, path inside it) of natural photos that ship with installed packages.
@@ -45,7 +47,7 @@ BUNDLED_PHOTOS = (
 )
 
 
-def _package_dir(name: str) -> Path | None:
+def package_dir(name: str) -> Path | None:
     """Where an installed package lives, found without importing it (gradio imports slowly)."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
@@ -57,7 +59,7 @@ def bundled_photos() -> list[Path]:
     """The bundled natural photos present in this environment (a missing package is skipped)."""
     found = []
     for package, rel in BUNDLED_PHOTOS:
-        root = _package_dir(package)
+        root = package_dir(package)
         if root is not None and (root / rel).is_file():
             found.append(root / rel)
     return found
@@ -165,7 +167,8 @@ def _draw(
     if per_kind < 1:
         raise ValueError(f"per_kind must be >= 1, got {per_kind}")
     sets = {}
-    for i, (kind, make) in enumerate(makers.items()):
+    kinds = tqdm(list(makers.items()), desc="draw OOD images", leave=False, disable=None)
+    for i, (kind, make) in enumerate(kinds):
         rng = np.random.default_rng([seed, i])
         sets[kind] = torch.stack([to_uint8_tensor(make(rng), size) for _ in range(per_kind)])
     return sets
@@ -193,14 +196,27 @@ def far_ood(
 def training_negatives(
     per_kind: int = 150, seed: int = NEGATIVES_SEED, size: tuple[int, int] = INPUT_SIZE
 ) -> Tensor:
-    """Non-note images for outlier exposure: other seeds than the evaluation's, no photos.
+    """Non-note images for outlier exposure: other seeds and other photos than the evaluation's.
 
-    The photo kind of the evaluation has no counterpart here (dead leaves stand in for natural
-    images), so the far-OOD photo figures measure images of a source training never saw.
+    The evaluation's kinds drawn from another seed, dead leaves, the scenes of
+    :mod:`train.ood.scenes` (empty surfaces, bare hands, screens, faces), and crops of
+    scikit-image's bundled photos (:mod:`train.ood.training_photos`): the evaluation's photo
+    kind comes from matplotlib and gradio, a source training never sees. Photos get
+    ``PHOTO_SHARE`` times ``per_kind`` images, being the most varied kind.
     """
+    from train.ood import scenes
+    from train.ood.training_photos import training_faces, training_photos
+
     makers = {"noise": _noise, "solid": _solid, "gradient": _gradient, "blank": _blank}
-    makers |= {"text": _text, "dead-leaves": _dead_leaves}
-    return torch.cat(list(_draw(makers, per_kind, seed, size).values()))
+    makers |= {"text": _text, "dead-leaves": _dead_leaves, **scenes.MAKERS}
+    drawn = _draw(makers, per_kind, seed, size)
+    photos, faces = training_photos(), training_faces()
+    if photos:
+        drawn |= _draw({"photo": _photo_crops(photos)}, PHOTO_SHARE * per_kind, seed + 1, size)
+    if faces:
+        drawn |= _draw({"face-photo": _photo_crops(faces)}, per_kind, seed + 2, size)
+    log.debug("outlier exposure: %s", {k: len(v) for k, v in drawn.items()})
+    return torch.cat(list(drawn.values()))
 
 
 def _image_files(root: Path) -> Iterator[Path]:

@@ -16,7 +16,7 @@ from train.synthetic.fields import low_frequency_noise, pixel_grid
 
 Point = tuple[float, float]
 # Skin tones from light to dark, RGB.
-_SKIN = ((236, 196, 168), (224, 172, 138), (198, 140, 104), (160, 106, 72), (112, 74, 50))
+SKIN_TONES = ((236, 196, 168), (224, 172, 138), (198, 140, 104), (160, 106, 72), (112, 74, 50))
 
 
 def crease(note: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -95,7 +95,7 @@ def hand(img: np.ndarray, corners: Sequence[Point], rng: np.random.Generator) ->
     inward = (dx / norm, dy / norm)
     size = math.hypot(corners[1][0] - corners[0][0], corners[1][1] - corners[0][1])
     thumb_len = size * rng.uniform(0.08, 0.14)
-    skin = np.array(_SKIN[int(rng.integers(len(_SKIN)))], dtype=np.float32)
+    skin = np.array(SKIN_TONES[int(rng.integers(len(SKIN_TONES)))], dtype=np.float32)
     skin = np.clip(skin * rng.uniform(0.85, 1.1) + rng.normal(0.0, 6.0, size=3), 0, 255)
     layer = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(layer)
