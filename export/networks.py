@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OOD_SCORE = "ood_score"
-
 
 @dataclass(frozen=True)
 class OODInfo:

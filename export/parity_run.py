@@ -40,7 +40,7 @@ from export.decision import DecisionCount
 from export.inputs import ParityInput
 from export.runtimes.errors import Unavailable
 from export.runtimes.open import Sources, open_variant
-from export.runtimes.runner import LOGITS, Runner
+from export.runtimes.runner import LOGITS, OOD_SCORE, Runner
 from export.runtimes.variant import ONNXRUNTIME, PYTORCH, OrtOptions, TorchOptions, Variant
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFERENCE = "unfolded PyTorch model (with its OOD score, if any), float64, CPU"
-OOD_SCORE = "ood_score"
 PARITY_JSON = "parity.json"
 PARITY_MD = "parity.md"
 

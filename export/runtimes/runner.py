@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 LOGITS = "logits"
+OOD_SCORE = "ood_score"  # the second output of a file with an OOD score
 Outputs = dict[str, np.ndarray]
 
 
