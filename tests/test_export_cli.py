@@ -298,7 +298,13 @@ def test_a_broken_quantisation_fails_the_export_and_publishes_nothing(
         path = real(folded, out, calibration, config)
         proto = onnx.load_model(path)
         producer = {o: n for n in proto.graph.node for o in n.output}
-        gemm = [n for n in proto.graph.node if n.op_type == "Gemm"][-1]
+        # the last quantised Gemm (weight from a DequantizeLinear): fc3, not the fp32 kNN Gemm
+        dequantised = {
+            o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output
+        }
+        gemm = [n for n in proto.graph.node if n.op_type == "Gemm" and n.input[1] in dequantised][
+            -1
+        ]
         name = producer[gemm.input[1]].input[1]
         init = next(i for i in proto.graph.initializer if i.name == name)
         init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), name))

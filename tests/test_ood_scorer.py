@@ -169,3 +169,63 @@ def test_the_knn_bank_is_capped_and_k_scales_with_its_share():
     assert torch.equal(stats["bank"], methods.fit_knn(feats, k=12)["bank"])  # seeded subset
     small = methods.fit_knn(methods.Features(*(t[:5] for t in feats.__dict__.values())), k=12)
     assert small["bank"].shape == (5, 84) and int(small["k"]) == 5
+
+
+def _previous_knn(f: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Tensor:
+    """knn's score as first written: 1 - the k-th largest cosine similarity (the reference)."""
+    unit = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return 1.0 - (unit @ bank.T).topk(k, dim=1).values[:, k - 1]
+
+
+@pytest.mark.parametrize("method", ["knn", ALL])
+def test_knn_scores_equal_the_previous_formula(wrapped, method):
+    """The served form (negated bank, Gemm bias, loc/scale folded in) changes no score beyond
+    rounding, so thresholds calibrated with the previous formula stay valid; a zero feature
+    row (every ReLU dead) still scores exactly 1 - 0, not NaN."""
+    from train.ood import methods
+    from train.ood.taps import lenet_taps
+
+    scorer = wrapped[method].scorer
+    prefix = "" if method == "knn" else "knn."
+    stats = scorer.stats()
+    bank, k = stats[f"{prefix}bank"], stats[f"{prefix}k"]
+    with torch.no_grad():
+        taps = lenet_taps(wrapped[method].model, _inputs())
+    taps.penultimate[1] = 0.0
+    ref = _previous_knn(taps.penultimate, bank, k)
+    own = {key.removeprefix(prefix): v for key, v in stats.items() if key.startswith(prefix)}
+    if method != "knn":
+        ref = (ref - own["loc"]) / own["scale"]
+    got = methods.score_knn(taps, {**own, **methods.prepare_knn(own, *_loc_scale(own))})
+    _assert_scores_close(got, ref)
+    assert bool(torch.isfinite(got).all())
+    if method == "knn":
+        assert float(got[1]) == 1.0
+
+
+def _loc_scale(own: dict) -> tuple:
+    return (own["loc"], own["scale"]) if "loc" in own else ()
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_the_served_knn_score_is_four_onnxruntime_nodes(wrapped, exporter, tmp_path):
+    """At batch 1 every node is a dispatch (README: the OOD score's cost): after ORT's
+    optimiser, knn's part of the folded graph is one fused normalisation, one Gemm, TopK and
+    the k-th column, nothing else."""
+    import onnx
+    import onnxruntime as ort
+
+    from export.onnx_writer import save, to_onnx
+    from export.quantize import non_logits_nodes
+
+    folded = bnfold.fold(wrapped["knn"], _inputs()).model.eval()
+    path, optimised = tmp_path / "knn.onnx", tmp_path / "knn.opt.onnx"
+    save(to_onnx(folded, (32, 32), exporter=exporter, output_names=OUTPUT_NAMES), path)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(optimised)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    proto = onnx.load(str(optimised))
+    ood = set(non_logits_nodes(proto))
+    ops = sorted(n.op_type for n in proto.graph.node if n.name in ood)
+    assert ops == ["Gather", "Gemm", "SimplifiedLayerNormalization", "TopK"]

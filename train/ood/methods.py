@@ -3,7 +3,9 @@
 A math layer under :mod:`train.ood.scorer`: fitting is plain tensor arithmetic on
 :class:`Features` of the training images; scoring uses only torch ops that both ONNX exporters
 write (MatMul, ReduceMin/Mean, TopK, Softmax, LogSumExp) and that torch.fx traces. Every score
-is (N,) float32 and *higher = less like the training data*.
+is (N,) float32 and *higher = less like the training data*. A method may also derive serving
+constants from its stored statistics (:data:`PREPARE`): the scorer computes them once, so the
+exported graph holds the fewest nodes (at batch 1 every ONNX Runtime node costs a dispatch).
 
 Methods (``METHODS``):
 
@@ -12,13 +14,15 @@ Methods (``METHODS``):
 - ``mahalanobis``: min over classes of the Mahalanobis distance of the penultimate features
   to the class mean, shared covariance (Lee et al., 2018).
 - ``knn``: 1 - cosine similarity to the k-th nearest normalised training feature (Sun et al.,
-  2022).
+  2022). Served as four ONNX Runtime nodes: the feature normalised in the RMS-norm form ORT fuses
+  (SimplifiedLayerNormalization), one Gemm against the negated bank with bias 1 (every distance
+  1 - cos at once), TopK (smallest k) and the k-th column.
 - ``bn-stats``: how far each image's per-channel activation means after every BN fall from
   what BN expects on training data (mean β, std |γ|); read from the BN layers alone, no data.
 - ``channel-stats``: the same per-image channel means and standard deviations, scored against
   their measured training-set distribution (one Gaussian, Mahalanobis distance).
 - ``A+B``: the sum of the scores of A and B, each standardised by its training-set mean and
-  standard deviation, so neither dominates by scale.
+  standard deviation, so neither dominates by scale (knn's is folded into its Gemm's constants).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ DEFAULT_K = 10  # kNN: the k-th neighbour among all training images (Sun et al.:
 # scaled to the subset's share (10 of 3200 -> 3 of 1024).
 BANK_SIZE = 1024
 SHRINKAGE = 1e-3  # covariance += SHRINKAGE * mean variance * I: dead ReLU units stay invertible
+# knn normalises f as f / sqrt(mean(f²) + NORM_EPS) / sqrt(d) = f / sqrt(‖f‖² + d·NORM_EPS): the
+# same as f / max(‖f‖, 1e-12) up to float rounding unless ‖f‖ < 1e-11, and a zero row stays zero.
+NORM_EPS = 1e-24
 Stats = dict[str, Tensor]  # integer 0-d tensors (kNN's k) are hyper-parameters, not data
 
 
@@ -151,12 +158,35 @@ def score_mahalanobis(taps: Taps, stats: Stats) -> Tensor:
     return d.amin(dim=1)
 
 
+def prepare_knn(stats: Stats, loc: Tensor | float = 0.0, scale: Tensor | float = 1.0) -> Stats:
+    """knn's serving constants: ``linear(unit(f), weight, bias)`` is ``(1 - cos - loc) / scale``.
+
+    Negating the bank and adding 1 as Gemm's bias turns every similarity into its distance in
+    the one Gemm; a combined method's standardisation (``loc``, ``scale`` > 0) folds in too, and
+    keeps the order of the distances, so TopK still finds the same k-th neighbour.
+    """
+    bank = stats["bank"]
+    return {
+        "weight": (-bank / scale).contiguous(),
+        "bias": torch.ones(len(bank), dtype=bank.dtype).sub(loc).div(scale),
+        "gamma": torch.full((bank.shape[1],), bank.shape[1] ** -0.5, dtype=bank.dtype),
+    }
+
+
+def unit_rows(f: Tensor, gamma: Tensor) -> Tensor:
+    """``f / ‖f‖`` per row, written as the RMS norm ONNX Runtime fuses into one node.
+
+    ``gamma`` is ``1/sqrt(d)`` per column (:func:`prepare_knn`); see :data:`NORM_EPS`.
+    """
+    return f / torch.sqrt(f.pow(2).mean(dim=1, keepdim=True) + NORM_EPS) * gamma
+
+
 def score_knn(taps: Taps, stats: Stats) -> Tensor:
-    f = taps.penultimate
-    norm = f.pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
-    sim = (f / norm) @ stats["bank"].T
+    dist = torch.nn.functional.linear(
+        unit_rows(taps.penultimate, stats["gamma"]), stats["weight"], stats["bias"]
+    )
     k = stats["k"]  # a Python int in the scorer (see train.ood.scorer), so TopK's k is static
-    return 1.0 - sim.topk(k, dim=1).values[:, k - 1]
+    return dist.topk(k, dim=1, largest=False).values[:, k - 1]
 
 
 def score_bn_stats(taps: Taps, stats: Stats) -> Tensor:
@@ -178,6 +208,10 @@ SCORERS = {
 }
 
 
+#: method -> its serving constants from (stored stats, loc, scale); its score applies loc/scale.
+PREPARE = {"knn": prepare_knn}
+
+
 def components(method: str) -> list[str]:
     """The base methods of ``method`` ("knn+msp" -> both); ValueError if it names an unknown one."""
     parts = method.split("+")
@@ -190,14 +224,35 @@ def components(method: str) -> list[str]:
     return parts
 
 
+def _own(stats: Stats, part: str) -> Stats:
+    """A combined method's statistics of ``part``, without the ``part.`` prefix."""
+    return {k.removeprefix(f"{part}."): v for k, v in stats.items() if k.startswith(f"{part}.")}
+
+
+def prepare(method: str, stats: Stats) -> Stats:
+    """The serving constants of ``method`` (keys prefixed like its stats), from :data:`PREPARE`."""
+    parts = components(method)
+    if len(parts) == 1:
+        return PREPARE[method](stats) if method in PREPARE else {}
+    out: Stats = {}
+    for p in parts:
+        if p in PREPARE:
+            own = _own(stats, p)
+            derived = PREPARE[p](own, own["loc"], own["scale"])
+            out.update({f"{p}.{k}": v for k, v in derived.items()})
+    return out
+
+
 def score(method: str, taps: Taps, stats: Stats) -> Tensor:
-    """The score of ``method`` (base or combined) from its statistics (see module doc)."""
+    """The score of ``method`` (base or combined) from its statistics and :func:`prepare`'s."""
     parts = components(method)
     if len(parts) == 1:
         return SCORERS[method](taps, stats)
     total = None
     for p in parts:
-        own = {k.removeprefix(f"{p}."): v for k, v in stats.items() if k.startswith(f"{p}.")}
-        s = (SCORERS[p](taps, own) - own["loc"]) / own["scale"]
+        own = _own(stats, p)
+        s = SCORERS[p](taps, own)
+        if p not in PREPARE:  # a prepared method's constants already standardise it
+            s = (s - own["loc"]) / own["scale"]
         total = s if total is None else total + s
     return total

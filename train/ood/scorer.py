@@ -49,15 +49,24 @@ class OODScorer(nn.Module):
                 name = "s_" + key.replace(".", "__").replace("-", "_")
                 self.register_buffer(name, value.detach().float().clone())
                 self._buffers_of[key] = name
+        # Serving constants derived from the stats (methods.PREPARE): computed once here, never
+        # saved (state() holds the stored stats only), exported as initialisers.
+        self._derived_of: dict[str, str] = {}
+        for key, value in methods.prepare(method, self.stats()).items():
+            name = "d_" + key.replace(".", "__").replace("-", "_")
+            self.register_buffer(name, value.detach().float().clone(), persistent=False)
+            self._derived_of[key] = name
 
     def stats(self) -> dict[str, Any]:
-        """The statistics as :func:`train.ood.methods.score` reads them (buffers and ints)."""
+        """The stored statistics (buffers and ints), as the checkpoint holds them."""
         out: dict[str, Any] = {k: getattr(self, name) for k, name in self._buffers_of.items()}
         out.update(self._ints)
         return out
 
     def forward(self, taps: Taps) -> Tensor:
-        return methods.score(self.method, taps, self.stats())
+        served = self.stats()
+        served.update({k: getattr(self, name) for k, name in self._derived_of.items()})
+        return methods.score(self.method, taps, served)
 
     def state(self) -> dict[str, Any]:
         """The ``ood`` dict of a checkpoint, without ``calibration`` (see the module doc)."""
