@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from demo.runtimes import ModelFacts, RuntimeSet
-from export.networks import OOD_SCORE, OODInfo
+from export.networks import OODInfo
 from export.runtimes.errors import Unavailable
+from export.runtimes.runner import OOD_SCORE
 from export.runtimes.timing import percentiles_ms, time_calls
 from export.runtimes.variant import Variant
 from train import preprocess
