@@ -258,7 +258,8 @@ def _prove(
         ood=networks.ood,
     )
     if INT8 in files:
-        report.int8 = prove_int8(files[FOLDED], files[INT8], inputs)
+        threshold = None if networks.ood is None else networks.ood.threshold
+        report.int8 = prove_int8(files[FOLDED], files[INT8], inputs, threshold)
     elif int8_error is not None:
         name = int8_path(".", source.path).name
         report.int8 = Int8Proof(name, status="failed to quantise", reason=int8_error)

@@ -89,8 +89,9 @@ def default_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model, trained once per test session: ``python -m train`` with no flags.
 
     Generates the default synthetic set (4000 notes) and trains with the product recipe
-    (train.recipe: outlier exposure on); about 3-4 minutes on one busy CPU core. Its folder
-    also holds the synthetic caches (``data/``) the tests add to.
+    (train.recipe: outlier exposure on); about 2 minutes here (1m50s, 2 shared cores), 3-4 on
+    one busy core. Its folder also holds the synthetic caches (``data/``) the tests add to.
+    Without the real photos the demo tests serve this model too (tests/demo_fixtures.py).
     """
     from train.trainer import TrainConfig, fit
 

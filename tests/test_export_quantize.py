@@ -89,9 +89,11 @@ def test_no_calibration_images_is_an_error(folded_file, tmp_path):
         quantize_folded(path, tmp_path / "x.onnx", np.zeros((0, 3, 32, 32), np.float32))
 
 
-def _two_output_model() -> onnx.ModelProto:
+def _two_output_model(weight: np.ndarray | None = None) -> onnx.ModelProto:
     """logits = Gemm(x); ood_score = ReduceMax(logits): the second output reads the first."""
-    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(2, 8)).astype("f4"), "w")
+    if weight is None:
+        weight = np.random.default_rng(0).normal(size=(2, 8))
+    w = numpy_helper.from_array(weight.astype("f4"), "w")
     b = numpy_helper.from_array(np.zeros(2, "f4"), "b")
     nodes = [
         helper.make_node("Gemm", ["x", "w", "b"], ["logits"], name="fc", transB=1),
@@ -126,3 +128,20 @@ def test_only_the_logits_path_is_quantised_a_second_output_stays_fp32(tmp_path):
     proof = prove_int8(src, out, inputs)
     assert proof.outputs == ["logits", "ood_score"]
     assert set(proof.other_outputs_max_abs_diff) == {"ood_score"}
+
+
+def test_inputs_both_files_call_unknown_agree_whatever_their_top1(tmp_path):
+    """Noise that both files call unknown is one answer to a user, whichever logit is larger."""
+    rows = np.eye(2, 8)
+    files = {}
+    for name, weight in (("fp32", rows), ("swapped", rows[::-1])):  # top-1 always differs
+        files[name] = tmp_path / f"{name}.onnx"
+        onnx.save_model(_two_output_model(weight), files[name])
+    x = torch.from_numpy(np.random.default_rng(3).uniform(1.0, 2.0, (16, 8)).astype("f4"))
+    inputs = [ParityInput("scores 1 to 2", x)]
+    assert prove_int8(files["fp32"], files["swapped"], inputs).agreement == 0.0  # top-1 only
+    both_unknown = prove_int8(files["fp32"], files["swapped"], inputs, threshold=0.5)
+    assert both_unknown.agreement == 1.0 and both_unknown.passed
+    assert "top-1 (or both unknown)" in both_unknown.summary()
+    both_known = prove_int8(files["fp32"], files["swapped"], inputs, threshold=10.0)
+    assert both_known.agreement == 0.0 and both_known.passed is False
