@@ -17,6 +17,7 @@ from benchmarks.floor import floor_ratio, floor_seconds
 from benchmarks.op_profile import profile_markdown
 from benchmarks.sweep import Cell, SweepResult
 from benchmarks.variants import BASELINE, LOGITS_ONLY, how
+from export.runtimes.timing import Ratio
 from export.runtimes.variant import FOLDED, OPENVINO, UNFOLDED, Variant
 
 # The goals of issue 6 for this project's CPU (ratios from one run).
@@ -447,36 +448,16 @@ def to_markdown(result: SweepResult, command: str | None = None) -> str:
                 f"| {gflops(result, c):.2f} | {100 * (peak_fraction(result, c) or 0):.1f}% "
                 f"| {floor_text if fl else '—'} | {c.max_abs_err:.1e} |"
             )
-    if result.fold_pairs:
-        families = sorted({f for f, _ in result.fold_pairs})
-        lines += [
-            "",
-            "## Folded vs unfolded in the same runtime (unfolded latency / folded latency)",
-            "",
-            "| runtime | " + " | ".join(f"batch {b}" for b in sizes) + " |",
-            "|---|" + "---:|" * len(sizes),
-        ]
-        for family in families:
-            row = []
-            for b in sizes:
-                r = result.fold_pairs.get((family, b))
-                row.append(f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}]" if r else "—")
-            lines.append(f"| {family} | " + " | ".join(row) + " |")
-    if result.int8_pairs:
-        families = sorted({f for f, _ in result.int8_pairs})
-        lines += [
-            "",
-            "## int8 vs fp32 folded in the same runtime (fp32 latency / int8 latency)",
-            "",
-            "| runtime | " + " | ".join(f"batch {b}" for b in sizes) + " |",
-            "|---|" + "---:|" * len(sizes),
-        ]
-        for family in families:
-            row = []
-            for b in sizes:
-                r = result.int8_pairs.get((family, b))
-                row.append(f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}]" if r else "—")
-            lines.append(f"| {family} | " + " | ".join(row) + " |")
+    lines += _pair_table(
+        "Folded vs unfolded in the same runtime (unfolded latency / folded latency)",
+        result.fold_pairs,
+        sizes,
+    )
+    lines += _pair_table(
+        "int8 vs fp32 folded in the same runtime (fp32 latency / int8 latency)",
+        result.int8_pairs,
+        sizes,
+    )
     lines += [
         "",
         "## Targets (issues 6 and 11, CPU)",
@@ -514,3 +495,16 @@ def _not_run(result: SweepResult) -> dict[str, str]:
             for c in missing:
                 out[f"{v.name} @ batch {c.batch}"] = f"{c.status}: {c.reason}"
     return out
+
+
+def _pair_table(title: str, pairs: dict[tuple[str, int], Ratio], sizes: list[int]) -> list[str]:
+    """Markdown lines: one row per runtime family, one ×ratio [p10–p90] cell per batch size."""
+    if not pairs:
+        return []
+    lines = ["", f"## {title}", "", "| runtime | " + " | ".join(f"batch {b}" for b in sizes) + " |"]
+    lines.append("|---|" + "---:|" * len(sizes))
+    for family in sorted({f for f, _ in pairs}):
+        cells = [pairs.get((family, b)) for b in sizes]
+        row = [f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}]" if r else "—" for r in cells]
+        lines.append(f"| {family} | " + " | ".join(row) + " |")
+    return lines
