@@ -177,11 +177,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def cli() -> None:
-    try:
-        raise SystemExit(main(get_args_parser().parse_args()))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    from benchmarks.entry import run
+
+    run(main, get_args_parser())
 
 
 if __name__ == "__main__":
