@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from export.runtimes.errors import first_line
 from train.preprocess import INPUT_SIZE, decode
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB: a phone photo is 2-8 MiB
@@ -143,5 +144,4 @@ def load_upload(
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:120]
+    return first_line(err, limit=120)

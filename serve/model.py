@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from export.metadata import OOD_METHOD, OOD_THRESHOLD
+from export.runtimes.runner import OOD_SCORE
 
-OOD_OUTPUT = "ood_score"
-OOD_THRESHOLD = "ood_threshold"
-OOD_METHOD = "ood_method"
+log = logging.getLogger(__name__)
 
 
 class ModelFileError(ValueError):
@@ -65,8 +64,8 @@ def read_info(source: str | Path | bytes) -> ModelInfo:
         )
     threshold = meta.get(OOD_THRESHOLD)
     outputs = [o.name for o in proto.graph.output]
-    if threshold is not None and OOD_OUTPUT not in outputs:
-        raise ModelFileError(f"{path} has {OOD_THRESHOLD} metadata but no {OOD_OUTPUT} output")
+    if threshold is not None and OOD_SCORE not in outputs:
+        raise ModelFileError(f"{path} has {OOD_THRESHOLD} metadata but no {OOD_SCORE} output")
     return ModelInfo(
         class_names=tuple(str(c) for c in meta[CLASS_NAMES]),
         mean=tuple(float(v) for v in meta[MEAN]),
@@ -94,7 +93,7 @@ class ServedModel:
         self.session = _session(source, threads)
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
-        self.outputs = [names[0]] + ([OOD_OUTPUT] if self.info.ood_threshold is not None else [])
+        self.outputs = [names[0]] + ([OOD_SCORE] if self.info.ood_threshold is not None else [])
         log.info("serving classes %s, outputs %s", self.info.class_names, self.outputs)
 
     def pixels(self, data: bytes) -> np.ndarray:

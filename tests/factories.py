@@ -6,6 +6,8 @@ tests write checkpoints without depending on the training package.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
 
@@ -79,3 +81,18 @@ def checkpoint(arch: str = "bn-lenet", seed: int = 0, **entries):
     from bnfold.checkpoint import Checkpoint
 
     return Checkpoint.from_dict(checkpoint_dict(arch, seed, **entries))
+
+
+def bn_lenet_onnx_pair(folder: Path) -> tuple[nn.Module, nn.Module, dict[str, Path]]:
+    """BN-LeNet with non-trivial BN statistics, its fold, and both ONNX files in ``folder``."""
+    import torch
+
+    import bnfold
+    from export import onnx_writer
+
+    model = bn_lenet_with_running_stats(seed=0)
+    folded = bnfold.fold(model, torch.zeros(2, 3, 32, 32)).model.eval()
+    files = {"unfolded": folder / "m.unfolded.onnx", "folded": folder / "m.folded.onnx"}
+    onnx_writer.save(onnx_writer.to_onnx(model, (32, 32)), files["unfolded"])
+    onnx_writer.save(onnx_writer.to_onnx(folded, (32, 32)), files["folded"])
+    return model, folded, files

@@ -10,9 +10,8 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from factories import bn_lenet_with_running_stats
+from factories import bn_lenet_onnx_pair
 
-import bnfold
 from benchmarks import sweep
 from benchmarks.inference import JSON_NAME, MD_NAME, PNG_NAME, get_args_parser, main
 from benchmarks.variants import (
@@ -23,7 +22,6 @@ from benchmarks.variants import (
     cuda_variants,
     how,
 )
-from export import onnx_writer
 from export.runtimes import timing
 from export.runtimes.errors import Unavailable
 from export.runtimes.open import Sources, open_variant
@@ -43,13 +41,7 @@ def _run(*argv: str) -> int:
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
     """BN-LeNet with non-trivial BN statistics, its fold, and both ONNX files."""
-    model = bn_lenet_with_running_stats(seed=0)
-    folded = bnfold.fold(model, torch.zeros(2, 3, 32, 32)).model.eval()
-    folder = tmp_path_factory.mktemp("onnx")
-    files = {"unfolded": folder / "m.unfolded.onnx", "folded": folder / "m.folded.onnx"}
-    onnx_writer.save(onnx_writer.to_onnx(model, (32, 32)), files["unfolded"])
-    onnx_writer.save(onnx_writer.to_onnx(folded, (32, 32)), files["folded"])
-    return model, folded, files
+    return bn_lenet_onnx_pair(tmp_path_factory.mktemp("onnx"))
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from factories import bn_lenet_with_running_stats
+from factories import bn_lenet_onnx_pair
 
-import bnfold
-from export import onnx_writer
 from export.runtimes import sessions, timing, torch_runner
 from export.runtimes.errors import Unavailable, first_line
 from export.runtimes.open import Sources, open_variant
@@ -20,13 +18,7 @@ from export.runtimes.variant import ONNXRUNTIME, PYTORCH, OrtOptions, TorchOptio
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
     """BN-LeNet with non-trivial BN statistics, its fold, and both ONNX files."""
-    model = bn_lenet_with_running_stats(seed=0)
-    folded = bnfold.fold(model, torch.zeros(2, 3, 32, 32)).model.eval()
-    folder = tmp_path_factory.mktemp("onnx")
-    files = {"unfolded": folder / "m.unfolded.onnx", "folded": folder / "m.folded.onnx"}
-    onnx_writer.save(onnx_writer.to_onnx(model, (32, 32)), files["unfolded"])
-    onnx_writer.save(onnx_writer.to_onnx(folded, (32, 32)), files["folded"])
-    return Sources(model, folded, files)
+    return Sources(*bn_lenet_onnx_pair(tmp_path_factory.mktemp("onnx")))
 
 
 def _batch(n: int) -> np.ndarray:

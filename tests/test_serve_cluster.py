@@ -12,11 +12,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from test_serve_server import URL, assert_answer, predict
+from test_serve_server import URL, assert_answer, predict, wait_healthy
 
 from serve.netns import LoopbackNamespace, NamespaceUnavailable
 
@@ -24,24 +23,6 @@ pytest_plugins = ["demo_fixtures"]
 pytestmark = pytest.mark.realdata
 
 HEAD = "127.0.0.1:6379"
-START_TIMEOUT_S = 120
-
-
-def _wait_healthy(ns: LoopbackNamespace, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"python -m serve exited with {proc.returncode}:\n{log.read_text()}")
-        done = ns.run(
-            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{URL}/healthz"],
-            capture_output=True,
-            text=True,
-        )
-        if done.stdout == "200":
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"no /healthz in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
 
 
 def test_serve_joins_a_running_cluster_and_leaves_it_running(demo_artifacts, tmp_path):
@@ -72,7 +53,7 @@ def test_serve_joins_a_running_cluster_and_leaves_it_running(demo_artifacts, tmp
         ]  # fmt: skip
         with open(log, "wb") as out:
             proc = ns.popen(command, stdout=out, stderr=subprocess.STDOUT)
-        _wait_healthy(ns, proc, log)
+        wait_healthy(ns, proc, log)
         status, answer = predict(ns, photo)
         assert status == 200, answer
         assert_answer(answer, dict(zip(names, expected.tolist(), strict=True)))

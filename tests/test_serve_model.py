@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from bnfold.checkpoint import Checkpoint
 from demo.inference import softmax
 from export.metadata import with_metadata
-from serve.model import OOD_OUTPUT, ModelFileError, ServedModel, read_info
+from serve.model import OOD_SCORE, ModelFileError, ServedModel, read_info
 from train.preprocess import normalize, open_image, to_uint8_tensor
 
 pytest_plugins = ["demo_fixtures"]
@@ -44,7 +44,7 @@ def logits_only(path: Path, out: Path) -> Path:
     """The folded file without its ``ood_score`` output and OOD metadata (an older export)."""
     proto = onnx.load(str(path))
     graph = proto.graph
-    kept = [o for o in graph.output if o.name != OOD_OUTPUT]
+    kept = [o for o in graph.output if o.name != OOD_SCORE]
     del graph.output[:]
     graph.output.extend(kept)
     needed, nodes = {o.name for o in kept}, []
@@ -68,8 +68,8 @@ def with_ood_output(path: Path, out: Path, threshold: float) -> Path:
     logits = graph.output[0].name
     axes = helper.make_tensor("ood_axes", TensorProto.INT64, [1], [1])
     graph.initializer.append(axes)
-    graph.node.append(helper.make_node("ReduceMax", [logits, "ood_axes"], [OOD_OUTPUT], keepdims=0))
-    graph.output.append(helper.make_tensor_value_info(OOD_OUTPUT, TensorProto.FLOAT, ["batch"]))
+    graph.node.append(helper.make_node("ReduceMax", [logits, "ood_axes"], [OOD_SCORE], keepdims=0))
+    graph.output.append(helper.make_tensor_value_info(OOD_SCORE, TensorProto.FLOAT, ["batch"]))
     meta = {"ood_threshold": repr(threshold), "ood_method": "max-logit"}
     onnx.save(with_metadata(proto, meta), str(out))
     return out

@@ -56,6 +56,24 @@ def predict(ns: LoopbackNamespace, path: Path) -> tuple[int, object]:
     return curl(ns, "--data-binary", f"@{path}", "-H", "Content-Type: image/jpeg", f"{URL}/predict")
 
 
+def wait_healthy(ns: LoopbackNamespace, proc: subprocess.Popen, log: Path) -> None:
+    """Until ``GET /healthz`` answers 200 in ``ns``; fail with the log if serve exits or stalls."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"python -m serve exited with {proc.returncode}:\n{log.read_text()}")
+        done = ns.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{URL}/healthz"],
+            capture_output=True,
+            text=True,
+        )
+        if done.stdout == "200":
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"no /healthz in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module", params=["proxy", "haproxy"])
 def server(request, demo_artifacts, tmp_path_factory) -> Iterator[Server]:
     """The service with each ingress: the default Python proxy and the opt-in HAProxy."""
@@ -78,20 +96,7 @@ def server(request, demo_artifacts, tmp_path_factory) -> Iterator[Server]:
     try:
         with open(log, "wb") as out:
             proc = ns.popen(command, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"python -m serve exited with {proc.returncode}:\n{log.read_text()}")
-            done = ns.run(
-                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{URL}/healthz"],
-                capture_output=True,
-                text=True,
-            )
-            if done.stdout == "200":
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /healthz in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_healthy(ns, proc, log)
         yield Server(ns, proc, log)
     finally:
         ns.close()  # ends by PID whatever a failed run left in the namespace
