@@ -23,10 +23,13 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from export.runtimes.timing import percentiles_ms
 
 if TYPE_CHECKING:
     from bnfold.checkpoint import Checkpoint
@@ -78,26 +81,32 @@ def pick_photo(ckpt: Checkpoint, folder: Path) -> Path:
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
-    ms = np.array(seconds) * 1e3
+    p50, p90 = percentiles_ms(np.array(seconds))
     return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "p90_ms": round(float(np.percentile(ms, 90)), 1),
-        "mean_ms": round(float(ms.mean()), 1),
-        "n": len(ms),
+        "p50_ms": round(p50, 1),
+        "p90_ms": round(p90, 1),
+        "mean_ms": round(1e3 * float(np.mean(seconds)), 1),
+        "n": len(seconds),
     }
+
+
+def _timed(call: Callable[[], object], args: argparse.Namespace) -> list[float]:
+    """Seconds of ``args.requests`` calls, after ``args.warmup`` untimed ones."""
+    for _ in range(args.warmup):
+        call()
+    times = []
+    for _ in range(args.requests):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def time_client(url: str, photo: Path, runs: int, args, *, ssl_verify: bool) -> list[float]:
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, ssl_verify=ssl_verify)
-    times = []
-    for i in range(args.warmup + args.requests):
-        start = time.perf_counter()
-        client.predict(handle_file(str(photo)), runs, api_name="/classify")
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return times
+    return _timed(lambda: client.predict(handle_file(str(photo)), runs, api_name="/classify"), args)
 
 
 def time_in_process(args: argparse.Namespace, photo: Path, runs: int) -> list[float]:
@@ -113,16 +122,11 @@ def time_in_process(args: argparse.Namespace, photo: Path, runs: int) -> list[fl
     runtimes = load_runtimes(
         found.checkpoint, found.unfolded_onnx, found.folded_onnx, devices=("cpu",)
     )
-    times = []
-    for i in range(args.warmup + args.requests):
-        start = time.perf_counter()
-        classify(runtimes, load_upload(photo), runs=runs)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return times
+    return _timed(lambda: classify(runtimes, load_upload(photo), runs=runs), args)
 
 
 def main(args: argparse.Namespace) -> int:
+    from bnfold.atomic import atomic_write_bytes
     from bnfold.checkpoint import load_checkpoint
     from demo.artifacts import ArtifactError, find_artifacts
     from demo.inference import DEFAULT_RUNS
@@ -167,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_bytes(out, (json.dumps(result, indent=2) + "\n").encode())
     rows = [
         ("gradio_client, ssl_verify=False", result["client_ssl_verify_off"]),
         ("gradio_client, default", result["client_default"]),
@@ -187,4 +191,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(get_args_parser().parse_args()))
+    from benchmarks.entry import run
+
+    run(main, get_args_parser())

@@ -22,16 +22,11 @@ def floor_seconds(flops_per_image: float, batch: int, rate: float) -> float:
     return batch * flops_per_image / rate
 
 
-def floor_rate(peak: Peak, threads: int) -> float | None:
-    """The sgemm rate measured with ``threads`` threads (None when not measured)."""
-    return peak.by_threads.get(threads)
-
-
 def floor_ratio(
     latency_s: float, flops_per_image: float, batch: int, peak: Peak, threads: int
 ) -> float | None:
     """``latency_s`` over the ``threads``-thread floor; None when that rate was not measured."""
-    rate = floor_rate(peak, threads)
+    rate = peak.by_threads.get(threads)
     if rate is None:
         return None
     return latency_s / floor_seconds(flops_per_image, batch, rate)

@@ -44,18 +44,11 @@ import torchvision
 from torch import fx, nn
 
 import bnfold
+from bnfold.layers import stock_kind
+from export.runtimes.errors import first_line
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 WRONG = 1e-3  # max error above this (relative to max |y|, at least 1) means a wrong rewrite
-FUSABLE = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-    nn.Linear,
-)
 
 
 # ----------------------------------------------------------------------------- edge cases
@@ -105,9 +98,8 @@ class ConvFeedsTwo(nn.Module):
 class ConvReused(nn.Module):
     """One conv module called twice, each call followed by its own BN."""
 
-    fuse_lists: ClassVar[list[list[str]]] = [
-        ["conv", "bn1"]
-    ]  # a module can only be fused once; unsafe here
+    # A module can only be fused once; unsafe here.
+    fuse_lists: ClassVar[list[list[str]]] = [["conv", "bn1"]]
 
     def __init__(self) -> None:
         super().__init__()
@@ -263,13 +255,13 @@ def fuse_lists(model: nn.Module) -> list[list[str]]:
         children = list(parent.named_children())
         if isinstance(parent, nn.Sequential):
             for (a_name, a), (b_name, b) in itertools.pairwise(children):
-                if isinstance(a, FUSABLE) and isinstance(b, BN_TYPES):
+                if stock_kind(a) and isinstance(b, BN_TYPES):
                     pairs.append([prefix + a_name, prefix + b_name])
             continue
         named = dict(children)
         for name, module in children:
             conv = "conv" + name[2:] if name.startswith("bn") else None
-            if isinstance(module, BN_TYPES) and isinstance(named.get(conv), FUSABLE):
+            if isinstance(module, BN_TYPES) and conv in named and stock_kind(named[conv]):
                 pairs.append([prefix + conv, prefix + name])
     return pairs
 
@@ -284,15 +276,17 @@ def tool_fuse_modules(case: Case) -> Cell:
     return Cell(_torch_bn_left(fused), _run_torch(case, fused), note=f"pairs: {len(lists)}")
 
 
+def _onnx_cell(case: Case, model: onnx.ModelProto) -> Cell:
+    return Cell(_onnx_bn_count(model), _run_onnx(case, model))
+
+
 def tool_fold_onnx(case: Case) -> Cell:
-    folded, _ = bnfold.fold_onnx(case.torchscript_onnx)
-    return Cell(_onnx_bn_count(folded), _run_onnx(case, folded))
+    return _onnx_cell(case, bnfold.fold_onnx(case.torchscript_onnx)[0])
 
 
 def tool_dynamo(case: Case) -> Cell:
     program = torch.onnx.export(copy.deepcopy(case.model), (case.x,), dynamo=True, verbose=False)
-    model = program.model_proto
-    return Cell(_onnx_bn_count(model), _run_onnx(case, model))
+    return _onnx_cell(case, program.model_proto)
 
 
 def tool_ort_basic(case: Case) -> Cell:
@@ -308,15 +302,13 @@ def tool_ort_basic(case: Case) -> Cell:
 def tool_onnxslim(case: Case) -> Cell:
     import onnxslim
 
-    slimmed = onnxslim.slim(copy.deepcopy(case.torchscript_onnx))
-    return Cell(_onnx_bn_count(slimmed), _run_onnx(case, slimmed))
+    return _onnx_cell(case, onnxslim.slim(copy.deepcopy(case.torchscript_onnx)))
 
 
 def tool_onnxoptimizer(case: Case) -> Cell:
     import onnxoptimizer
 
-    optimized = onnxoptimizer.optimize(copy.deepcopy(case.torchscript_onnx))
-    return Cell(_onnx_bn_count(optimized), _run_onnx(case, optimized))
+    return _onnx_cell(case, onnxoptimizer.optimize(copy.deepcopy(case.torchscript_onnx)))
 
 
 TOOLS: dict[str, Callable[[Case], Cell]] = {
@@ -336,8 +328,7 @@ def measure(case: Case, tool: Callable[[Case], Cell]) -> Cell:
     try:
         cell = tool(case)
     except Exception as error:  # a benchmark reports every crash in its cell, whatever it is
-        first = (str(error).strip().splitlines() or [""])[0]
-        cell = Cell(error=f"{type(error).__name__}: {first}"[:300])
+        cell = Cell(error=f"{type(error).__name__}: {first_line(error, 300)}"[:300])
     cell.seconds = round(time.perf_counter() - start, 2)
     return cell
 
@@ -399,20 +390,11 @@ def to_markdown(rows: list[dict], versions: dict[str, str], seconds: float) -> s
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--models",
-        nargs="+",
-        choices=list(MODELS),
-        default=list(MODELS),
-        help="models to measure (default: all)",
-    )
-    parser.add_argument(
-        "--tools",
-        nargs="+",
-        choices=list(TOOLS),
-        default=list(TOOLS),
-        help="tools to measure (default: all)",
-    )
+    for flag, names in (("--models", list(MODELS)), ("--tools", list(TOOLS))):
+        what = flag.removeprefix("--")
+        parser.add_argument(
+            flag, nargs="+", choices=names, default=names, help=f"{what} to measure (default: all)"
+        )
     parser.add_argument(
         "--out",
         type=Path,
@@ -459,4 +441,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(get_args_parser().parse_args()))
+    from benchmarks.entry import run
+
+    run(main, get_args_parser())

@@ -103,33 +103,15 @@ def plan(
     if not checkpoint.is_file():
         train = (vpy, "-m", "train", "--out", str(checkpoint))
         steps.append(Step("train a checkpoint", (*train, "--data", data) if data else train))
-    steps.append(
-        Step(
-            "export (CUDA parity rows included)",
-            (vpy, "-m", "export", "--checkpoint", str(checkpoint), "--out", str(onnx_dir)),
-        )
-    )
-    steps.append(Step("gpu tests", (vpy, "-m", "pytest", "-m", "gpu", "-rs", "-q")))
-    steps.append(
-        Step(
-            "benchmark CUDA rows",
-            (
-                vpy,
-                "-m",
-                "benchmarks.inference",
-                "--checkpoint",
-                str(checkpoint),
-                "--onnx-dir",
-                str(onnx_dir),
-                "--out",
-                str(out),
-                "--cuda-only",
-                "--quick",
-                "--batch-sizes",
-                *map(str, batch_sizes),
-            ),
-        )
-    )
+    export = (vpy, "-m", "export", "--checkpoint", str(checkpoint), "--out", str(onnx_dir))
+    files = ("--checkpoint", str(checkpoint), "--onnx-dir", str(onnx_dir), "--out", str(out))
+    sizes = ("--batch-sizes", *map(str, batch_sizes))
+    bench = (vpy, "-m", "benchmarks.inference", *files, "--cuda-only", "--quick", *sizes)
+    steps += [
+        Step("export (CUDA parity rows included)", export),
+        Step("gpu tests", (vpy, "-m", "pytest", "-m", "gpu", "-rs", "-q")),
+        Step("benchmark CUDA rows", bench),
+    ]
     return steps
 
 
@@ -204,11 +186,7 @@ def _run(steps: list[Step], stamp: Path) -> int:
     return 0
 
 
-def cli() -> None:
+if __name__ == "__main__":
     from benchmarks.entry import run
 
     run(main, get_args_parser())
-
-
-if __name__ == "__main__":
-    cli()

@@ -176,11 +176,7 @@ def main(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cli() -> None:
+if __name__ == "__main__":
     from benchmarks.entry import run
 
     run(main, get_args_parser())
-
-
-if __name__ == "__main__":
-    cli()

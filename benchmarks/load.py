@@ -89,13 +89,9 @@ def _sse_complete(text: str) -> bool:
     return False
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU seconds so far of ``pids`` (processes that have gone count 0)."""
-    return sum(cpu_by_process(pids).values())
-
-
 def cpu_by_process(pids: Sequence[int]) -> dict[str, float]:
-    """CPU seconds so far per process name: Ray's ``ray::Actor`` title, else the command."""
+    """User + system CPU seconds so far per process name (Ray's ``ray::Actor`` title, else the
+    command); processes that have gone count 0."""
     totals: dict[str, float] = {}
     for pid in pids:
         try:

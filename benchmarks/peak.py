@@ -23,20 +23,29 @@ def sgemm_flops(size: int) -> int:
     return 2 * size**3
 
 
-def best_sgemm_rate(size: int = DEFAULT_SIZE, repeats: int = DEFAULT_REPEATS) -> float:
-    """The best FLOP/s of ``repeats`` timed matmuls at the current torch thread count."""
+def best_sgemm_rate(
+    size: int = DEFAULT_SIZE, repeats: int = DEFAULT_REPEATS, device: str = "cpu"
+) -> float:
+    """The best FLOP/s of ``repeats`` timed fp32 matmuls (at the current torch thread count on
+    the CPU; on the current CUDA device with TF32 off)."""
+    from export.runtimes.torch_runner import no_tf32
+
     if size < 1 or repeats < 1:
         raise ValueError(f"size and repeats must be >= 1, got size={size}, repeats={repeats}")
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator)
-    b = torch.randn(size, size, generator=generator)
-    out = torch.empty(size, size)
-    torch.mm(a, b, out=out)  # warm-up: MKL's first call sets up its buffers
+    generator = torch.Generator(device).manual_seed(0)
+    a = torch.randn(size, size, generator=generator, device=device)
+    b = torch.randn(size, size, generator=generator, device=device)
+    out = torch.empty(size, size, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - start)
+    with no_tf32():
+        torch.mm(a, b, out=out)  # warm-up: MKL's first call sets up its buffers
+        sync()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            sync()
+            best = min(best, time.perf_counter() - start)
     return sgemm_flops(size) / best
 
 
@@ -65,25 +74,6 @@ class Peak:
             "flops_per_s": self.flops_per_s,
             "by_threads": {str(k): v for k, v in self.by_threads.items()},
         }
-
-
-def best_cuda_sgemm_rate(size: int = 4096, repeats: int = DEFAULT_REPEATS) -> float:
-    """The best FLOP/s of ``repeats`` fp32 matmuls on the current CUDA device, TF32 off."""
-    from export.runtimes import no_tf32
-
-    a = torch.randn(size, size, device="cuda")
-    b = torch.randn(size, size, device="cuda")
-    out = torch.empty(size, size, device="cuda")
-    best = float("inf")
-    with no_tf32():
-        torch.mm(a, b, out=out)
-        torch.cuda.synchronize()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.mm(a, b, out=out)
-            torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - start)
-    return sgemm_flops(size) / best
 
 
 def measure_peak(size: int = DEFAULT_SIZE, repeats: int = DEFAULT_REPEATS) -> Peak:

@@ -59,6 +59,10 @@ def floor_ratios(result: SweepResult, cell: Cell) -> dict[int, float | None]:
     }
 
 
+def _fastest(cells: list[Cell]) -> Cell:
+    return min(cells, key=lambda c: c.stats.median_s)
+
+
 def _ran(result: SweepResult, b: int, *, cuda: bool = False) -> list[Cell]:
     """The cells that ran at batch ``b``; not the logits-only twin, which only measures the OOD
     score's cost (it lacks ``ood_score``, so it is no way to serve the model)."""
@@ -82,6 +86,10 @@ class Target:
     goal: str
     measured: str
     met: bool | None  # None: not measured in this run (batch size or variant not run)
+
+
+def _ratio_text(r: Ratio) -> str:
+    return f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}]"
 
 
 def _speedup_text(cell: Cell) -> str:
@@ -130,8 +138,7 @@ def targets(result: SweepResult) -> list[Target]:
         if pair is None:
             out.append(Target(name, f">= {goal:g}×", "not run", None))
             continue
-        text = f"×{pair.value:.2f} [{pair.p10:.2f}–{pair.p90:.2f}]"
-        out.append(Target(name, f">= {goal:g}×", text, pair.value >= goal))
+        out.append(Target(name, f">= {goal:g}×", _ratio_text(pair), pair.value >= goal))
     out += _issue11_targets(result)
     if result.fold_pairs:
         worst_key = min(result.fold_pairs, key=lambda k: result.fold_pairs[k].value)
@@ -140,8 +147,7 @@ def targets(result: SweepResult) -> list[Target]:
         text = (
             f"slower beyond noise: {', '.join(slower)}"
             if slower
-            else f"none; lowest ×{worst.value:.2f} [{worst.p10:.2f}–{worst.p90:.2f}] "
-            f"({worst_key[0]} @ batch {worst_key[1]})"
+            else f"none; lowest {_ratio_text(worst)} ({worst_key[0]} @ batch {worst_key[1]})"
         )
         out.append(
             Target(
@@ -157,7 +163,7 @@ def _issue11_targets(result: SweepResult) -> list[Target]:
     exact1 = [c for c in _ran(result, 1) if c.variant.exact]
     name = "batch 1 fastest fp32 variant vs the 1-thread floor"
     if exact1:
-        best = min(exact1, key=lambda c: c.stats.median_s)
+        best = _fastest(exact1)
         r = floor_ratios(result, best)[1]
         text = f"{r:.2f}× ({best.variant.name}, {1e6 * best.stats.median_s:.1f} µs)"
         out.append(Target(name, f"<= {FLOOR_BATCH1_GOAL:g}×", text, r <= FLOOR_BATCH1_GOAL))
@@ -168,7 +174,7 @@ def _issue11_targets(result: SweepResult) -> list[Target]:
     if pairs:
         family = max(pairs, key=lambda f: pairs[f].value)
         r = pairs[family]
-        text = f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}] ({family})"
+        text = f"{_ratio_text(r)} ({family})"
         out.append(Target(name, f">= {INT8_GAIN_GOAL:g}×", text, r.value >= INT8_GAIN_GOAL))
     else:
         out.append(Target(name, f">= {INT8_GAIN_GOAL:g}×", "no int8 pair at batch 256", None))
@@ -207,20 +213,20 @@ def recommendation(result: SweepResult) -> dict[str, Any]:
         ran = _ran(result, b)
         exact = [c for c in ran if c.variant.exact]
         if exact:
-            fastest = min(exact, key=lambda c: c.stats.median_s)
+            fastest = _fastest(exact)
             per_batch[b] = fastest.variant.name
             if fastest.variant.runtime == OPENVINO:
                 ours = [c for c in exact if c.variant.runtime != OPENVINO]
-                mine = min(ours, key=lambda c: c.stats.median_s) if ours else None
+                mine = _fastest(ours) if ours else None
                 if mine is not None:
                     gain = mine.stats.median_s / fastest.stats.median_s
                     peers_ahead[b] = f"{fastest.variant.name} (×{gain:.2f} vs {mine.variant.name})"
         int8 = [c for c in ran if c.variant.int8]
         if int8:
-            int8_per_batch[b] = min(int8, key=lambda c: c.stats.median_s).variant.name
+            int8_per_batch[b] = _fastest(int8).variant.name
         gpu = _ran(result, b, cuda=True)
         if gpu:
-            cuda_per_batch[b] = min(gpu, key=lambda c: c.stats.median_s).variant.name
+            cuda_per_batch[b] = _fastest(gpu).variant.name
     scores = {}
     for v in result.variants:
         if v.cuda or v.family == LOGITS_ONLY or not v.exact or v.runtime == OPENVINO:
@@ -238,28 +244,17 @@ def recommendation(result: SweepResult) -> dict[str, Any]:
         lines.append(
             f"Recommended on this CPU: {overall} — {how(variant)} ({gains} vs {BASELINE})."
         )
-    if per_batch:
-        lines.append(
-            "Fastest fp32 per batch size: "
-            + "; ".join(f"{b}: {n}" for b, n in per_batch.items())
-            + "."
-        )
-    if peers_ahead:
-        lines.append(
-            "A peer is faster in fp32 at batch "
-            + "; ".join(f"{b}: {t}" for b, t in peers_ahead.items())
-            + "."
-        )
-    if int8_per_batch:
-        lines.append(
-            "Fastest int8 (decisions proven by python -m export, not fp32-exact): "
-            + "; ".join(f"{b}: {n}" for b, n in int8_per_batch.items())
-            + "."
-        )
-    if cuda_per_batch:
-        lines.append(
-            "Fastest on CUDA: " + "; ".join(f"{b}: {n}" for b, n in cuda_per_batch.items()) + "."
-        )
+    listings = {
+        "Fastest fp32 per batch size: ": per_batch,
+        "A peer is faster in fp32 at batch ": peers_ahead,
+        "Fastest int8 (decisions proven by python -m export, not fp32-exact): ": int8_per_batch,
+        "Fastest on CUDA: ": cuda_per_batch,
+    }
+    lines += [
+        title + "; ".join(f"{b}: {n}" for b, n in found.items()) + "."
+        for title, found in listings.items()
+        if found
+    ]
     return {
         "overall": overall,
         "how": how(variant) if variant else None,
@@ -316,6 +311,10 @@ def _cell_dict(result: SweepResult, c: Cell) -> dict[str, Any]:
     return out
 
 
+def _pair_dict(key: tuple[str, int], r: Ratio) -> dict[str, Any]:
+    return {"family": key[0], "batch": key[1], "speedup": r.value, "p10": r.p10, "p90": r.p90}
+
+
 def to_dict(result: SweepResult, command: str | None = None) -> dict[str, Any]:
     cfg = dataclasses.asdict(result.config)
     return {
@@ -335,20 +334,10 @@ def to_dict(result: SweepResult, command: str | None = None) -> dict[str, Any]:
             str(t): floor_seconds(result.flops_per_image, 1, r)
             for t, r in result.peak.by_threads.items()
         },
-        "int8_pairs": [
-            {"family": family, "batch": b, "speedup": r.value, "p10": r.p10, "p90": r.p90}
-            for (family, b), r in result.int8_pairs.items()
-        ],
+        "int8_pairs": [_pair_dict(key, r) for key, r in result.int8_pairs.items()],
         "fold_pairs": [
-            {
-                "family": family,
-                "batch": b,
-                "speedup": r.value,
-                "p10": r.p10,
-                "p90": r.p90,
-                "slower_beyond_noise": r.slower_beyond_noise,
-            }
-            for (family, b), r in result.fold_pairs.items()
+            {**_pair_dict(key, r), "slower_beyond_noise": r.slower_beyond_noise}
+            for key, r in result.fold_pairs.items()
         ],
         "ood_cost": [  # folded with ood_score / logits-only latency, same rounds
             {"batch": b, "ratio": r.value, "p10": r.p10, "p90": r.p90}
@@ -505,6 +494,6 @@ def _pair_table(title: str, pairs: dict[tuple[str, int], Ratio], sizes: list[int
     lines.append("|---|" + "---:|" * len(sizes))
     for family in sorted({f for f, _ in pairs}):
         cells = [pairs.get((family, b)) for b in sizes]
-        row = [f"×{r.value:.2f} [{r.p10:.2f}–{r.p90:.2f}]" if r else "—" for r in cells]
+        row = [_ratio_text(r) if r else "—" for r in cells]
         lines.append(f"| {family} | " + " | ".join(row) + " |")
     return lines

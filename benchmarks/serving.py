@@ -26,8 +26,13 @@ from typing import Any
 
 DEFAULT_CONCURRENCY = (1, 8, 16, 32)
 DEFAULT_REQUESTS = 400
-TARGETS = ("plain", "app", "serve", "serve-proxy")
-PORTS = {"plain": 7861, "app": 7860, "serve": 8000, "serve-proxy": 8000}
+#: target → (its port, what the report calls it)
+TARGETS = {
+    "plain": (7861, "plain gr.Interface"),
+    "app": (7860, "project Gradio app (/classify)"),
+    "serve": (8000, "python -m serve --ingress haproxy"),
+    "serve-proxy": (8000, "python -m serve (--ingress proxy, the default)"),
+}
 READY_TIMEOUT_S = 180
 
 
@@ -124,7 +129,7 @@ def floor_ms(folded: Path, images: Sequence[bytes], batch: int = 32) -> dict[str
 
 
 def _command(target: str, args: argparse.Namespace, folded: Path) -> list[str]:
-    py, port = sys.executable, str(PORTS[target])
+    py, port = sys.executable, str(TARGETS[target][0])
     common = ["--checkpoint", args.checkpoint, "--onnx-dir", args.onnx_dir, "--port", port]
     if target == "plain":
         return [py, "-m", "benchmarks.plain_interface", "--onnx", str(folded), "--port", port]
@@ -168,8 +173,9 @@ def bench_target(
     target: str, args: argparse.Namespace, folded: Path, images: list[bytes], levels: list[int]
 ) -> list[Any]:
     from benchmarks.load import gradio_sender, run_load, serve_sender
+    from demo.process import stop
 
-    base = f"http://127.0.0.1:{PORTS[target]}"
+    base = f"http://127.0.0.1:{TARGETS[target][0]}"
     ready = {"plain": f"{base}/gradio_api/info", "app": f"{base}/gradio_api/info"}
     send = {
         "plain": gradio_sender(base, "predict"),
@@ -201,27 +207,14 @@ def bench_target(
             print(_row(result), flush=True)
             results.append(result)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=60)
     return results
-
-
-NAMES = {
-    "plain": "plain gr.Interface",
-    "app": "project Gradio app (/classify)",
-    "serve": "python -m serve --ingress haproxy",
-    "serve-proxy": "python -m serve (--ingress proxy, the default)",
-}
 
 
 def _row(r: Any) -> str:
     cpu = "–" if r.server_cpu_ms_per_request is None else f"{r.server_cpu_ms_per_request:.1f}"
     return (
-        f"| {NAMES[r.target]} | {r.concurrency} | {r.requests} | {r.errors} | "
+        f"| {TARGETS[r.target][1]} | {r.concurrency} | {r.requests} | {r.errors} | "
         f"{r.requests_per_s:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {cpu} | "
         f"{r.client_cpu_ms_per_request:.1f} |"
     )
@@ -230,7 +223,7 @@ def _row(r: Any) -> str:
 def _where(r: Any, top: int = 5) -> str:
     """Where a row's server CPU went: the ``top`` processes, ms per request."""
     parts = [f"{name} {ms:.2f}" for name, ms in list(r.server_cpu_by_process.items())[:top]]
-    return f"- {NAMES[r.target]}, concurrency {r.concurrency}: " + ", ".join(parts)
+    return f"- {TARGETS[r.target][1]}, concurrency {r.concurrency}: " + ", ".join(parts)
 
 
 def to_markdown(report: dict[str, Any], results: list[Any]) -> str:
@@ -266,8 +259,8 @@ def plot(results: list[Any], path: Path) -> None:
     for target in dict.fromkeys(r.target for r in results):
         rows = [r for r in results if r.target == target]
         xs = [r.concurrency for r in rows]
-        rate.plot(xs, [r.requests_per_s for r in rows], marker="o", label=NAMES[target])
-        p95.plot(xs, [r.p95_ms for r in rows], marker="o", label=NAMES[target])
+        rate.plot(xs, [r.requests_per_s for r in rows], marker="o", label=TARGETS[target][1])
+        p95.plot(xs, [r.p95_ms for r in rows], marker="o", label=TARGETS[target][1])
     for ax, label in ((rate, "requests/s"), (p95, "p95 latency (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent clients")
