@@ -352,7 +352,7 @@ def _versions() -> dict[str, str]:
 
 
 def to_markdown(rows: list[dict], versions: dict[str, str], seconds: float) -> str:
-    tools = list(TOOLS)
+    tools = list(rows[0]["tools"]) if rows else list(TOOLS)  # the --tools that ran
     lines = [
         "# BatchNorm folding: bnfold vs peers",
         "",
@@ -441,6 +441,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from benchmarks.entry import run
-
-    run(main, get_args_parser())
+    raise SystemExit(main(get_args_parser().parse_args()))
