@@ -38,8 +38,8 @@ from bnfold.fx_sites import (
     is_bn_node,
     layer_site,
 )
-from bnfold.layers import LayerGeometry, consumer_refusal
-from bnfold.module_fold import fold_bn_into_consumer, fold_bn_into_producer
+from bnfold.layers import channel_refusal, consumer_refusal
+from bnfold.module_fold import with_parameters
 from bnfold.ranks import node_rank
 from bnfold.report import BNRecord, Direction
 
@@ -109,23 +109,15 @@ def _into_producer(gm: fx.GraphModule, rewriter: _Rewriter, site: BNSite) -> tup
     if others:
         return None, f"the output of {layer.name} has other consumers ({', '.join(others)})"
     geom = layer.geometry
-    if geom.out_channels != params.num_features:
-        return None, (
-            f"{layer.name} has {geom.out_channels} output channels, "
-            f"the BatchNorm {params.num_features}"
-        )
-    refusal = _axis_refusal(gm, src, layer.name, geom, "output")
+    rank = node_rank(gm, src)
+    refusal = channel_refusal(layer.name, geom, params.num_features, rank, "output")
     if refusal is not None:
         return None, refusal
     scale, shift = params.scale_shift()
-    if layer.module_target is not None:
-        new = fold_bn_into_producer(gm.get_submodule(layer.module_target), scale, shift)
-        target = rewriter.replace_module(layer.node, new)
-    else:
-        w, b = fold_into_producer(
-            geom.weight, geom.bias, scale, shift, out_axis=geom.out_axis, groups=geom.groups
-        )
-        target = rewriter.replace_functional(layer.node, w, b)
+    w, b = fold_into_producer(
+        geom.weight, geom.bias, scale, shift, out_axis=geom.out_axis, groups=geom.groups
+    )
+    target = rewriter.install(layer, w, b)
     rewriter.remove_bn(bn, src)
     return target, None
 
@@ -148,12 +140,8 @@ def _into_consumers(gm: fx.GraphModule, rewriter: _Rewriter, site: BNSite) -> tu
         refusal = consumer_refusal(geom)
         if refusal is not None:
             return None, f"{refusal} ({layer.name})"
-        if geom.in_channels != params.num_features:
-            return None, (
-                f"{layer.name} has {geom.in_channels} input channels, "
-                f"the BatchNorm {params.num_features}"
-            )
-        refusal = _axis_refusal(gm, src, layer.name, geom, "input")
+        rank = node_rank(gm, src)
+        refusal = channel_refusal(layer.name, geom, params.num_features, rank, "input")
         if refusal is not None:
             return None, refusal
         found.append(layer)
@@ -161,39 +149,10 @@ def _into_consumers(gm: fx.GraphModule, rewriter: _Rewriter, site: BNSite) -> tu
     targets = []
     for layer in found:
         geom = layer.geometry
-        if layer.module_target is not None:
-            new = fold_bn_into_consumer(gm.get_submodule(layer.module_target), scale, shift)
-            targets.append(rewriter.replace_module(layer.node, new))
-        else:
-            w, b = fold_into_consumer(geom.weight, geom.bias, scale, shift, groups=geom.groups)
-            targets.append(rewriter.replace_functional(layer.node, w, b))
+        w, b = fold_into_consumer(geom.weight, geom.bias, scale, shift, groups=geom.groups)
+        targets.append(rewriter.install(layer, w, b))
     rewriter.remove_bn(bn, src)
     return ", ".join(targets), None
-
-
-def _axis_refusal(
-    gm: fx.GraphModule, node: fx.Node, name: str, geom: LayerGeometry, which: str
-) -> str | None:
-    """Why the BN's channel axis (axis 1) may not be the layer's channel axis, or None.
-
-    Without recorded shapes a conv is taken to run batched (the unbatched Conv1d → BatchNorm1d
-    case with length == channels is the one this cannot tell apart; pass example_inputs).
-    """
-    rank = node_rank(gm, node)
-    if geom.kind == "linear":
-        if rank is None:
-            return (
-                f"the rank of {name}'s {which} is unknown, so BatchNorm's channel axis may not be "
-                "its feature axis; pass example_inputs"
-            )
-        if rank != 2:
-            return (
-                f"BatchNorm normalises axis 1 of {name}'s rank-{rank} {which}, which is not its "
-                "feature axis (only (N, C) folds)"
-            )
-    elif rank is not None and rank != geom.batched_rank:
-        return f"{name} runs on unbatched input, so its channel axis is not BatchNorm's axis 1"
-    return None
 
 
 def _bn_input(bn: fx.Node) -> fx.Node:
@@ -232,6 +191,13 @@ class _Rewriter:
         self.gm = gm
         self.calls = calls
         self.stale: list[fx.Node] = []  # get_attr nodes that may have lost their last user
+
+    def install(self, layer: LayerSite, weight: Tensor, bias: Tensor) -> str:
+        """Give ``layer``'s call site the folded ``weight`` and ``bias``; its target's name."""
+        if layer.module_target is None:
+            return self.replace_functional(layer.node, weight, bias)
+        new = with_parameters(self.gm.get_submodule(layer.module_target), weight, bias)
+        return self.replace_module(layer.node, new)
 
     def replace_module(self, node: fx.Node, new: nn.Module) -> str:
         """Install ``new`` for this call site; clone the target if it has other call sites."""

@@ -200,15 +200,8 @@ def _pair_refusal(name, bn, rec, producers, out_ids, aliases, modules) -> tuple:
     if name in aliases or producer.name in aliases:
         return "the BatchNorm or its layer is registered under several names", None
     geom = layers.module_geometry(layer)
-    if geom.out_channels != bn.num_features:
-        return f"{producer.name} has {geom.out_channels} channels, the BN {bn.num_features}", None
-    expected = 2 if geom.kind == "linear" else geom.batched_rank
-    if x.dim() != expected:
-        return (
-            f"BatchNorm normalises axis 1 of {producer.name}'s rank-{x.dim()} output, which is "
-            "not its channel axis"
-        ), None
-    return None, producer.name
+    reason = layers.channel_refusal(producer.name, geom, bn.num_features, x.dim(), "output")
+    return (reason, None) if reason is not None else (None, producer.name)
 
 
 def _aliased_names(model: nn.Module) -> set[str]:

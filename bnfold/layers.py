@@ -125,3 +125,31 @@ def consumer_refusal(geom: LayerGeometry) -> str | None:
     if geom.zero_pads:
         return "the conv after it uses zero padding, where a folded shift is wrong at the borders"
     return None
+
+
+def channel_refusal(
+    name: str, geom: LayerGeometry, num_features: int, rank: int | None, which: str
+) -> str | None:
+    """Why a BN's channel axis (axis 1) may not be the channel axis of layer ``name``'s
+    ``which`` ("output": BN after it, "input": BN before it) of rank ``rank``, or None.
+
+    Without a rank a conv is taken to run batched (the unbatched Conv1d → BatchNorm1d case with
+    length == channels is the one this cannot tell apart; pass example_inputs).
+    """
+    channels = geom.out_channels if which == "output" else geom.in_channels
+    if channels != num_features:
+        return f"{name} has {channels} {which} channels, the BatchNorm {num_features}"
+    if geom.kind == "linear":
+        if rank is None:
+            return (
+                f"the rank of {name}'s {which} is unknown, so BatchNorm's channel axis may not be "
+                "its feature axis; pass example_inputs"
+            )
+        if rank != 2:
+            return (
+                f"BatchNorm normalises axis 1 of {name}'s rank-{rank} {which}, which is not its "
+                "feature axis (only (N, C) folds)"
+            )
+    elif rank is not None and rank != geom.batched_rank:
+        return f"{name} runs on unbatched input, so its channel axis is not BatchNorm's axis 1"
+    return None

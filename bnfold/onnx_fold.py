@@ -297,7 +297,7 @@ def _producer_conv(
     editor.set_constant(layer, 1, round_to(_np(new_w), w.dtype), f"{layer.input[1]}_folded")
     bias_dtype = w.dtype if b is None else b.dtype
     editor.set_constant(layer, 2, round_to(_np(new_b), bias_dtype), _bias_name(layer))
-    _take_output(editor, layer, bn)
+    editor.set_output(layer, 0, bn.output[0])  # downstream names stay the same
     return _label(layer)
 
 
@@ -317,7 +317,7 @@ def _producer_gemm(
         layer, 2, round_to(new_c, w.dtype if c is None else c.dtype), _bias_name(layer)
     )
     set_attr(layer, "beta", 1.0)
-    _take_output(editor, layer, bn)
+    editor.set_output(layer, 0, bn.output[0])  # downstream names stay the same
     return _label(layer)
 
 
@@ -355,7 +355,7 @@ def _producer_add(
     editor.set_constant(
         add, const_index, round_to(new_c, c.dtype), f"{add.input[const_index]}_folded"
     )
-    _take_output(editor, add, bn)
+    editor.set_output(add, 0, bn.output[0])
     return f"{_label(matmul)} + {_label(add)}"
 
 
@@ -406,11 +406,6 @@ def _matmul_weight(editor: GraphEditor, matmul: NodeProto, out: str, ranks: _Ran
             f"MatMul output rank is {shown}: BN channel axis 1 is the feature axis only in 2-D"
         )
     return w
-
-
-def _take_output(editor: GraphEditor, layer: NodeProto, bn: NodeProto) -> None:
-    """Let ``layer`` write the BN's output tensor (so downstream names stay the same)."""
-    editor.set_output(layer, 0, bn.output[0])
 
 
 def _has_input(node: NodeProto, index: int) -> bool:

@@ -110,7 +110,7 @@ class LinearBranchy(nn.Module):
 def test_linear_bn1d_folds_on_nc_only() -> None:
     assert fold_with_hooks(LinearBranchy(5), torch.randn(3, 8)).report.num_folded == 1
     result = fold_with_hooks(LinearBranchy(4), torch.randn(3, 4, 8))  # (N, L, C), L == C
-    assert "not its channel axis" in record(result, "bn").reason
+    assert "not its feature axis" in record(result, "bn").reason
 
 
 def test_bn_after_a_non_layer_is_left() -> None:
