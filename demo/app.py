@@ -50,19 +50,16 @@ footer { display: none !important; }
 """
 
 
-def theme() -> gr.themes.Base:
-    """Gradio's Soft theme with system fonts (no font downloads from third-party servers)."""
-    return gr.themes.Soft(
+def launch_options() -> dict[str, Any]:
+    """Look-and-feel arguments for ``Blocks.launch`` (Gradio 6 takes them there): Gradio's Soft
+    theme with system fonts (no font downloads from third-party servers), and :data:`CSS`."""
+    theme = gr.themes.Soft(
         primary_hue="blue",
         neutral_hue="slate",
         font=["ui-sans-serif", "system-ui", "sans-serif"],
         font_mono=["ui-monospace", "SFMono-Regular", "monospace"],
     )
-
-
-def launch_options() -> dict[str, Any]:
-    """Look-and-feel arguments for ``Blocks.launch`` (Gradio 6 takes them there)."""
-    return {"theme": theme(), "css": CSS}
+    return {"theme": theme, "css": CSS}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -169,6 +169,6 @@ def header_markdown(runtimes: RuntimeSet) -> str:
     return (
         f"Model: **{ckpt.arch}**, classes {', '.join(runtimes.class_names)}, trained on "
         f"`{ckpt.data}`{acc}. Input {runtimes.input_size[0]}×{runtimes.input_size[1]}, "
-        f"normalised with the training mean/std. **{len(runtimes.available)} of 8** variants "
-        "run here."
+        f"normalised with the training mean/std. **{len(runtimes.available)} of "
+        f"{len(runtimes.all_variants)}** variants run here."
     )
