@@ -152,10 +152,11 @@ def sweep(
     """Median latency and throughput per variant and batch size, on random images."""
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    height, width = runtimes.input_size
+    ckpt = runtimes.checkpoint
+    height, width = ckpt.input_size
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.randint(0, 256, (max(batch_sizes), 3, height, width), generator=generator)
-    images = normalize(pixels.to(torch.uint8), runtimes.mean, runtimes.std).numpy()
+    images = normalize(pixels.to(torch.uint8), ckpt.mean, ckpt.std).numpy()
     points = []
     with runtimes.lock:
         for size in batch_sizes:

@@ -112,19 +112,19 @@ def _prepare_out(out: Path) -> None:
         raise ExportError(f"cannot write to --out {out}: {e.strerror or e}") from e
 
 
-def _check_outputs(proto, source: _Source, path: Path | str) -> None:
-    """The file's outputs are the served network's (an older export may lack ``ood_score``)."""
+def _check_file(kind: str, proto, source: _Source, path: Path | str) -> None:
+    """The file's outputs are the served network's (an older export may lack ``ood_score``), and
+    its BatchNorm count the ``kind``'s (the int8 file is not counted)."""
+    from export.onnx_writer import count_ops
+
     found = tuple(o.name for o in proto.graph.output)
     if found != source.networks.output_names:
         raise ExportError(
             f"{path} has outputs {', '.join(found)}, expected "
             f"{', '.join(source.networks.output_names)}: re-export with python -m export"
         )
-
-
-def _check_bn_count(kind: str, proto, source: _Source, path: Path | str) -> None:
-    from export.onnx_writer import count_ops
-
+    if kind == INT8:
+        return
     num_bn = source.networks.num_bn
     found, expected = count_ops(proto, "BatchNormalization"), num_bn if kind == UNFOLDED else 0
     if kind == FOLDED and source.networks.fold_report.num_folded < num_bn:
@@ -191,8 +191,7 @@ def _write_and_prove(cfg: ExportConfig, source: _Source, stage: Path) -> ExportR
             exporter=cfg.exporter,
             output_names=source.networks.output_names,
         )
-        _check_outputs(proto, source, files[kind].name)
-        _check_bn_count(kind, proto, source, files[kind].name)
+        _check_file(kind, proto, source, files[kind].name)
         meta = metadata.build_metadata(
             source.ckpt,
             checkpoint_sha256=source.sha256,
@@ -268,9 +267,7 @@ def verify_files(cfg: ExportConfig) -> ExportResult:
                 f"python -m export --checkpoint {source.path}"
             )
         onnx_writer.check(proto)
-        _check_outputs(proto, source, path)
-        if kind != INT8:
-            _check_bn_count(kind, proto, source, path)
+        _check_file(kind, proto, source, path)
     return ExportResult(files, _prove(source, files, cfg.data))
 
 
