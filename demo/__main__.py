@@ -72,8 +72,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--data {args.data} is not a folder (expected DIR/<class>/*.jpg)")
 
 
-def serve(args: argparse.Namespace, examples_dir: Path, *, block: bool = True) -> Any:
-    """Load everything, build the page and launch it; returns the Blocks once it serves."""
+def serve(args: argparse.Namespace, examples_dir: Path) -> None:
+    """Load everything, build the page and serve it until interrupted."""
     from demo.artifacts import find_artifacts
 
     artifacts = find_artifacts(args.checkpoint, args.onnx_dir)  # before any slow import
@@ -114,10 +114,8 @@ def serve(args: argparse.Namespace, examples_dir: Path, *, block: bool = True) -
         pwa=False,
         inbrowser=False,
         footer_links=["api"],
-        prevent_thread_lock=not block,
         **launch_options(),
     )
-    return app
 
 
 def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:
