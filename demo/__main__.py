@@ -18,26 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CHECKPOINT = "artifacts/bn-lenet.pt"
-DEFAULT_ONNX_DIR = "artifacts/onnx"
-
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from demo.artifacts import add_artifact_flags
+
     parser = argparse.ArgumentParser(
         prog="python -m demo",
         description="Gradio demo: what BatchNorm folding changes and what it costs.",
     )
-    parser.add_argument(
-        "--checkpoint",
-        default=DEFAULT_CHECKPOINT,
-        help=f"training checkpoint (default: {DEFAULT_CHECKPOINT})",
-    )
-    parser.add_argument(
-        "--onnx-dir",
-        default=DEFAULT_ONNX_DIR,
-        help="folder with <stem>.unfolded.onnx and <stem>.folded.onnx written by python -m export "
-        f"(default: {DEFAULT_ONNX_DIR})",
-    )
+    add_artifact_flags(parser, "<stem>.unfolded.onnx and <stem>.folded.onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
     parser.add_argument(
@@ -83,8 +72,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--data {args.data} is not a folder (expected DIR/<class>/*.jpg)")
 
 
-def serve(args: argparse.Namespace, examples_dir: Path, *, block: bool = True) -> Any:
-    """Load everything, build the page and launch it; returns the Blocks once it serves."""
+def serve(args: argparse.Namespace, examples_dir: Path) -> None:
+    """Load everything, build the page and serve it until interrupted."""
     from demo.artifacts import find_artifacts
 
     artifacts = find_artifacts(args.checkpoint, args.onnx_dir)  # before any slow import
@@ -125,10 +114,8 @@ def serve(args: argparse.Namespace, examples_dir: Path, *, block: bool = True) -
         pwa=False,
         inbrowser=False,
         footer_links=["api"],
-        prevent_thread_lock=not block,
         **launch_options(),
     )
-    return app
 
 
 def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:

@@ -17,8 +17,8 @@ import gradio as gr
 import pandas as pd
 
 from demo import batch, folding, handlers, tables
-from demo.handlers import MAX_RUNS, MAX_SWEEP_RUNS, UploadLimits
-from demo.images import MAX_PIXELS, MAX_UPLOAD_BYTES
+from demo.handlers import MAX_RUNS, MAX_SWEEP_RUNS
+from demo.images import MAX_UPLOAD_BYTES
 from demo.inference import BATCH_SIZES, DEFAULT_RUNS
 from demo.runtimes import RuntimeSet
 
@@ -50,19 +50,16 @@ footer { display: none !important; }
 """
 
 
-def theme() -> gr.themes.Base:
-    """Gradio's Soft theme with system fonts (no font downloads from third-party servers)."""
-    return gr.themes.Soft(
+def launch_options() -> dict[str, Any]:
+    """Look-and-feel arguments for ``Blocks.launch`` (Gradio 6 takes them there): Gradio's Soft
+    theme with system fonts (no font downloads from third-party servers), and :data:`CSS`."""
+    theme = gr.themes.Soft(
         primary_hue="blue",
         neutral_hue="slate",
         font=["ui-sans-serif", "system-ui", "sans-serif"],
         font_mono=["ui-monospace", "SFMono-Regular", "monospace"],
     )
-
-
-def launch_options() -> dict[str, Any]:
-    """Look-and-feel arguments for ``Blocks.launch`` (Gradio 6 takes them there)."""
-    return {"theme": theme(), "css": CSS}
+    return {"theme": theme, "css": CSS}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,7 +71,6 @@ def build_app(
     *,
     examples: list[Path] | None = None,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
-    max_pixels: int = MAX_PIXELS,
     cache_max_age_s: int = DEFAULT_CACHE_MAX_AGE_S,
 ) -> gr.Blocks:
     """The demo's Blocks (not launched, queue not configured: the caller does both).
@@ -82,7 +78,6 @@ def build_app(
     ``cache_max_age_s``: uploads older than this are deleted from Gradio's cache, checked as
     often (``gr.Blocks(delete_cache=...)``, which also empties it when the server stops).
     """
-    limits = UploadLimits(max_upload_bytes, max_pixels)
     with gr.Blocks(
         title="BatchNorm folding demo",
         analytics_enabled=False,
@@ -91,7 +86,7 @@ def build_app(
         gr.Markdown(INTRO, elem_id="intro")
         gr.Markdown(tables.header_markdown(runtimes))
         with gr.Tabs():
-            classify_tab(runtimes, examples or [], limits)
+            classify_tab(runtimes, examples or [], max_upload_bytes)
             benchmark_tab(runtimes)
             folding_tab(runtimes)
             why_tab()
@@ -99,11 +94,11 @@ def build_app(
     return app
 
 
-def classify_tab(runtimes: RuntimeSet, examples: list[Path], limits: UploadLimits) -> None:
+def classify_tab(runtimes: RuntimeSet, examples: list[Path], max_upload_bytes: int) -> None:
     """One photo through every variant: prediction, table, latency bars."""
 
     def on_classify(payload: Any, runs: Any) -> tuple[Any, ...]:
-        return handlers.classify_upload(runtimes, payload, runs, limits)
+        return handlers.classify_upload(runtimes, payload, runs, max_upload_bytes)
 
     with gr.Tab("Classify", id="classify"):
         with gr.Row(equal_height=False):

@@ -9,9 +9,13 @@ checkpoint and ONNX from another (differences folding did not cause).
 
 from __future__ import annotations
 
+import argparse
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+
+DEFAULT_CHECKPOINT = "artifacts/bn-lenet.pt"
+DEFAULT_ONNX_DIR = "artifacts/onnx"
 
 
 class ArtifactError(FileNotFoundError):
@@ -24,6 +28,21 @@ class Artifacts:
     unfolded_onnx: Path
     folded_onnx: Path
     int8_onnx: Path | None = None  # when the export proved one (it needs the training images)
+
+
+def add_artifact_flags(parser: argparse.ArgumentParser, onnx_files: str) -> None:
+    """``--checkpoint`` and ``--onnx-dir`` (what :func:`find_artifacts` takes), as the demo and
+    ``python -m serve`` both take them; ``onnx_files`` names the files the tool reads."""
+    parser.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        help=f"training checkpoint the ONNX files came from (default: {DEFAULT_CHECKPOINT})",
+    )
+    parser.add_argument(
+        "--onnx-dir",
+        default=DEFAULT_ONNX_DIR,
+        help=f"folder with {onnx_files} from python -m export (default: {DEFAULT_ONNX_DIR})",
+    )
 
 
 def find_artifacts(checkpoint: str | Path, onnx_dir: str | Path) -> Artifacts:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from demo.images import MAX_PIXELS, MAX_UPLOAD_BYTES, ImageRejected, decode_image, read_upload
+from demo.images import MAX_UPLOAD_BYTES, ImageRejected, decode_image, read_upload
 from demo.inference import UNKNOWN
 from export.networks import OODInfo
 
@@ -84,7 +84,6 @@ def classify_files(
     *,
     ood: OODInfo | None = None,
     max_bytes: int = MAX_UPLOAD_BYTES,
-    max_pixels: int = MAX_PIXELS,
 ) -> tuple[list[list[Any]], list[str], Path]:
     """(rows, headers, CSV path): one row per photo, ``predict(image)`` giving its prediction.
 
@@ -100,7 +99,7 @@ def classify_files(
                 raise data
             if len(data) > max_bytes:
                 raise ImageRejected(f"over the {max_bytes / 2**20:.0f} MiB limit per photo")
-            probs, score = predict(decode_image(data, max_pixels=max_pixels))
+            probs, score = predict(decode_image(data))
         except ImageRejected as e:
             rows.append([name, "", *([None] * len(class_names)), None, str(e)])
             continue

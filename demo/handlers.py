@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from demo import folding, plots, tables
 from demo.images import (
-    MAX_PIXELS,
     MAX_UPLOAD_BYTES,
     ImageRejected,
     decode_data_url,
@@ -33,12 +31,6 @@ MAX_RUNS = 200
 MAX_SWEEP_RUNS = 100
 MAX_SEED = 2**32 - 1
 DEPTHS = (2, 200)
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    max_bytes: int = MAX_UPLOAD_BYTES
-    max_pixels: int = MAX_PIXELS
 
 
 def refuse(message: str, title: str = "Error") -> gr.Error:
@@ -81,7 +73,7 @@ def upload_source(payload: Any) -> str:
 
 
 def classify_upload(
-    runtimes: RuntimeSet, payload: Any, runs: Any, limits: UploadLimits = UploadLimits()
+    runtimes: RuntimeSet, payload: Any, runs: Any, max_bytes: int = MAX_UPLOAD_BYTES
 ) -> tuple[Any, ...]:
     """/classify: the label (``unknown`` or the reference probabilities), the per-variant table,
     the latency bars, and why the label is what it is (appended last: older clients that read
@@ -90,10 +82,9 @@ def classify_upload(
     upload = upload_source(payload)
     try:
         if upload.startswith("data:"):
-            raw = decode_data_url(upload, limits.max_bytes)
-            image = decode_image(raw, max_pixels=limits.max_pixels)
+            image = decode_image(decode_data_url(upload, max_bytes))
         else:
-            image = load_upload(upload, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+            image = load_upload(upload, max_bytes=max_bytes)
     except ImageRejected as e:
         log.info("upload refused: %s", e)
         raise refuse(str(e), title="Image refused") from e

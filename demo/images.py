@@ -102,7 +102,7 @@ def decode_image(
         raise _bomb(image.width * image.height, max_pixels) from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
         raise ImageRejected(
-            f"the {image.format} file is corrupt or truncated ({_first_line(e)}): send the "
+            f"the {image.format} file is corrupt or truncated ({first_line(e, 120)}): send the "
             "complete file"
         ) from e
 
@@ -112,14 +112,14 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise TooManyPixels(
-            f"the image declares too many pixels ({_first_line(e)}): a decompression bomb is "
+            f"the image declares too many pixels ({first_line(e, 120)}): a decompression bomb is "
             f"refused; send a photo of at most {max_pixels / 1e6:.0f} megapixels"
         ) from e
     except UnidentifiedImageError as e:
         raise NotAnImage(f"the file is not an image this demo reads: send a {_ACCEPTED}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageRejected(
-            f"the file is corrupt ({_first_line(e)}): send a complete {_ACCEPTED} file"
+            f"the file is corrupt ({first_line(e, 120)}): send a complete {_ACCEPTED} file"
         ) from e
     width, height = image.size
     if width < 1 or height < 1:
@@ -141,7 +141,3 @@ def load_upload(
 ) -> Image.Image:
     """An uploaded file as an RGB image: :func:`read_upload` then :func:`decode_image`."""
     return decode_image(read_upload(path, max_bytes), max_pixels=max_pixels)
-
-
-def _first_line(err: BaseException) -> str:
-    return first_line(err, limit=120)

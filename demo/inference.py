@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -18,8 +19,8 @@ from PIL import Image
 from demo.runtimes import ModelFacts, RuntimeSet
 from export.networks import OODInfo
 from export.runtimes.errors import Unavailable
-from export.runtimes.runner import OOD_SCORE
-from export.runtimes.timing import percentiles_ms, time_calls
+from export.runtimes.runner import OOD_SCORE, Bound, Runner
+from export.runtimes.timing import Stats, measure_interleaved, summarise
 from export.runtimes.variant import Variant
 from train import preprocess
 from train.preprocess import normalize
@@ -111,9 +112,8 @@ def classify(
         ref_outputs = runtimes.reference_outputs(batch)
         reference = ref_outputs["logits"][0]
         outputs = [runtime(batch) for runtime in runtimes.available]
-        timings = time_calls(runtimes.available, batch, runs=runs, warmup=warmup)
-        for runtime, out, samples in zip(runtimes.available, outputs, timings, strict=True):
-            p50, p90 = percentiles_ms(samples)
+        timings = latencies(runtimes.available, batch, runs=runs, warmup=warmup)
+        for runtime, out, stats in zip(runtimes.available, outputs, timings, strict=True):
             logits = out["logits"][0]
             probs = softmax(logits)
             best = int(probs.argmax())
@@ -123,8 +123,8 @@ def classify(
                     device_label=runtime.device_label,
                     prediction=names[best],
                     confidence=float(probs[best]),
-                    p50_ms=p50,
-                    p90_ms=p90,
+                    p50_ms=stats.median_s * 1e3,
+                    p90_ms=stats.p90_s * 1e3,
                     max_abs_dlogits=float(np.abs(logits.astype(np.float64) - reference).max()),
                     facts=runtimes.facts[runtime.variant],
                     ood_score=_score(out),
@@ -152,16 +152,28 @@ def sweep(
     """Median latency and throughput per variant and batch size, on random images."""
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    height, width = runtimes.input_size
+    ckpt = runtimes.checkpoint
+    height, width = ckpt.input_size
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.randint(0, 256, (max(batch_sizes), 3, height, width), generator=generator)
-    images = normalize(pixels.to(torch.uint8), runtimes.mean, runtimes.std).numpy()
+    images = normalize(pixels.to(torch.uint8), ckpt.mean, ckpt.std).numpy()
     points = []
     with runtimes.lock:
         for size in batch_sizes:
             batch = np.ascontiguousarray(images[:size])
-            timings = time_calls(runtimes.available, batch, runs=runs, warmup=warmup)
-            for runtime, samples in zip(runtimes.available, timings, strict=True):
-                (p50,) = percentiles_ms(samples, (50.0,))
-                points.append(Throughput(runtime.variant, size, p50, size / (p50 / 1e3)))
+            timings = latencies(runtimes.available, batch, runs=runs, warmup=warmup)
+            for runtime, stats in zip(runtimes.available, timings, strict=True):
+                p50 = stats.median_s * 1e3
+                points.append(Throughput(runtime.variant, size, p50, stats.throughput(size)))
     return points
+
+
+def latencies(
+    runners: Sequence[Runner], batch: np.ndarray, *, runs: int, warmup: int
+) -> list[Stats]:
+    """Each runner's whole call on ``batch`` (host copies included), ``runs`` times after
+    ``warmup`` calls: one call per runner per round, in a shuffled order, so that a burst of
+    load from another process slows every runner a little instead of one of them a lot."""
+    calls = {str(i): Bound(partial(runner, batch), dict) for i, runner in enumerate(runners)}
+    samples = measure_interleaved(calls, rounds=runs, warmup=warmup, block_s=0, settle=0)
+    return [summarise(samples[str(i)]) for i in range(len(runners))]

@@ -3,17 +3,11 @@
 {PyTorch eager, ONNX Runtime} × {unfolded, folded} × {CPU, CUDA}, and ONNX Runtime on the CPU
 running the folded network's int8 file (``<stem>.folded.int8.onnx``, whose decisions
 ``python -m export`` proved against fp32; its logits differ by a few hundredths): a list of
-:class:`export.runtimes.variant.Variant`, opened by the one runtime layer
-(:func:`export.runtimes.open.open_variant`), which decides CUDA at run time and explains every
-variant that cannot run here (kept as an :class:`~export.runtimes.errors.Unavailable`). This
-module adds what the page shows: titles, and what each model is made of (:class:`ModelFacts`).
-
-Every runner takes the same input, a float32 N×3×H×W array already normalised, and returns its
-outputs as float32 arrays (``logits`` first, then ``ood_score`` when the checkpoint has an OOD
-score), so timings compare like with like (host → device → host copies included for CUDA). The
-variants run the served network of :mod:`export.networks` (the model with its OOD score), and
-its float64 PyTorch forward, unfolded, is the reference the others are measured against and
-the one that decides *unknown*.
+:class:`export.runtimes.variant.Variant`, opened by the one runtime layer, which decides CUDA
+at run time and explains every variant that cannot run here. This module adds what the page
+shows: titles, and what each model is made of (:class:`ModelFacts`). The variants run the
+served network of :mod:`export.networks`; its float64 PyTorch forward, unfolded, is the
+reference the others are measured against and the one that decides *unknown*.
 """
 
 from __future__ import annotations
@@ -105,18 +99,6 @@ class RuntimeSet:
     @property
     def class_names(self) -> list[str]:
         return list(self.checkpoint.class_names)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.checkpoint.input_size
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return self.checkpoint.mean
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return self.checkpoint.std
 
     def reference(self, batch: np.ndarray) -> np.ndarray:
         """float64 logits of the unfolded network: the yardstick for every variant."""

@@ -168,7 +168,7 @@ def header_markdown(runtimes: RuntimeSet) -> str:
     acc = f", test accuracy {100 * test_acc:.1f}%" if isinstance(test_acc, float) else ""
     return (
         f"Model: **{ckpt.arch}**, classes {', '.join(runtimes.class_names)}, trained on "
-        f"`{ckpt.data}`{acc}. Input {runtimes.input_size[0]}×{runtimes.input_size[1]}, "
-        f"normalised with the training mean/std. **{len(runtimes.available)} of 8** variants "
-        "run here."
+        f"`{ckpt.data}`{acc}. Input {ckpt.input_size[0]}×{ckpt.input_size[1]}, "
+        f"normalised with the training mean/std. **{len(runtimes.available)} of "
+        f"{len(runtimes.all_variants)}** variants run here."
     )

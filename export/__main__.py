@@ -97,6 +97,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from export.errors import ExportError
@@ -104,16 +106,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.verify_only and args.triton_repo is not None:
         raise ExportError("--triton-repo writes files; it cannot be combined with --verify-only")
-    cfg = ExportConfig(
-        checkpoint=args.checkpoint,
-        out=args.out,
-        data=args.data,
-        opset=args.opset,
-        exporter=args.exporter,
-        triton_repo=args.triton_repo,
-        triton_cpu_only=args.triton_cpu_only,
-        triton_max_batch_size=args.triton_max_batch_size,
-    )
+    cfg = ExportConfig(**{f.name: getattr(args, f.name) for f in fields(ExportConfig)})
     with logging_redirect_tqdm():
         result = verify_files(cfg) if args.verify_only else export_checkpoint(cfg)
     report = result.parity

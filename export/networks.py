@@ -56,16 +56,6 @@ class Networks:
         return sum(is_batchnorm(m) for m in self.unfolded.modules())
 
 
-def ood_info(ckpt: Checkpoint) -> OODInfo | None:
-    """The checkpoint's threshold and method, or None when it has no ``ood`` entry."""
-    if ckpt.ood is None:
-        return None
-    from train.ood.scorer import OODScorer
-
-    scorer = OODScorer.from_state(ckpt.ood)
-    return OODInfo(scorer.threshold, scorer.method)
-
-
 def served_networks(ckpt: Checkpoint, source: str = "the checkpoint") -> Networks:
     """``ckpt``'s network, with its OOD score when it has one, and the fold of it.
 

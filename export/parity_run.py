@@ -81,24 +81,24 @@ def variants() -> list[Variant]:
     return out
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ParityRow:
-    """One line of parity.json / parity.md."""
+    """One line of parity.json / parity.md (the measured fields are None when not run)."""
 
     variant: str
     provider: str
     folded: bool
     opt_level: str | None
     status: str  # "run" | "not run" (CUDA absent) | "failed to open" (a CPU variant)
-    reason: str | None
-    max_abs_err: float | None
-    max_rel_err: float | None  # max |Δ| / max |ref|, per output: scale-free
-    tolerance_ratio: float | None  # max |Δ| / (atol + rtol·|ref|): pass iff <= 1
-    argmax_agreement: float | None  # fraction of samples whose argmax matches the reference
-    finite: bool | None  # every value of this variant and of the reference finite
+    reason: str | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None  # max |Δ| / max |ref|, per output: scale-free
+    tolerance_ratio: float | None = None  # max |Δ| / (atol + rtol·|ref|): pass iff <= 1
+    argmax_agreement: float | None = None  # fraction of samples whose argmax matches the ref
+    finite: bool | None = None  # every value of this variant and of the reference finite
     atol: float
     rtol: float
-    passed: bool | None  # None when not run
+    passed: bool | None = None  # None when not run
     outputs: dict[str, dict[str, float]] | None = None  # name → max_abs_err, tolerance_ratio
     # The unknown decision (ood_score > threshold), with an OOD score only: agreement over the
     # inputs clear of the threshold's tolerance band, how many were inside it, disagreements.
@@ -164,36 +164,34 @@ class ParityReport:
 
     def to_table(self, rows: list[ParityRow] | None = None) -> str:
         """A fixed-width table for terminals."""
-        header = ("variant", "provider", "max|Δ|", "max rel", "tol ratio", "argmax", "result")
-        if self.ood:
-            header = (*header[:6], "unknown decision", header[6])
-        lines = [header, *(self._cells(r) for r in (self.rows if rows is None else rows))]
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        columns = self._columns(markdown=False)
+        lines = [[h for h, _ in columns]]
+        lines += [[cell(r) for _, cell in columns] for r in (self.rows if rows is None else rows)]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
         text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
         text.insert(1, "-" * len(text[0].rstrip()))
         return "\n".join(t.rstrip() for t in text)
 
-    def _cells(self, r: ParityRow) -> tuple[str, ...]:
-        cells = _cells(r)
-        if not self.ood:
-            return cells
-        return (*cells[:6], _decision_cell(r), cells[6])
+    def _columns(self, markdown: bool) -> list[tuple[str, Callable[[ParityRow], str]]]:
+        """(header, cell) per column of the terminal table, or of parity.md's longer one."""
+        columns = [
+            ("variant", lambda r: r.variant),
+            ("provider", lambda r: r.provider),
+            ("max abs err" if markdown else "max|Δ|", _ran(lambda r: f"{r.max_abs_err:.2e}")),
+            ("max rel err" if markdown else "max rel", _ran(lambda r: f"{r.max_rel_err:.2e}")),
+            ("tol ratio", _ran(lambda r: f"{r.tolerance_ratio:.3f}")),
+            ("argmax", _ran(lambda r: f"{100 * r.argmax_agreement:.1f}%")),
+        ]
+        if markdown:
+            columns += [(f"{n} max abs err", _output_cell(n)) for n in self.outputs[1:]]
+        if self.ood:
+            columns.append(("unknown decision", _ran(_decision_cell)))
+        if markdown:
+            columns.append(("atol / rtol", lambda r: f"{r.atol:g} / {r.rtol:g}"))
+        return [*columns, ("result", _result_cell)]
 
     def to_markdown(self) -> str:
-        extra = tuple(f"{n} max abs err" for n in self.outputs[1:])
-        decision = ("unknown decision",) if self.ood else ()
-        header = (
-            "variant",
-            "provider",
-            "max abs err",
-            "max rel err",
-            "tol ratio",
-            "argmax",
-            *extra,
-            *decision,
-            "atol / rtol",
-            "result",
-        )
+        columns = self._columns(markdown=True)
         ood = ""
         if self.ood:
             ood = (
@@ -212,15 +210,10 @@ class ParityReport:
             "the logits identical to the reference on every input, every value finite. max rel "
             "err is max |Δ| / max |ref|. CUDA variants run with TF32 off." + ood,
             "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
+            "| " + " | ".join(h for h, _ in columns) + " |",
+            "|" + "---|" * len(columns),
         ]
-        for r in self.rows:
-            c = _cells(r)
-            per_output = tuple(_output_cell(r, n) for n in self.outputs[1:])
-            mine = (_decision_cell(r),) if self.ood else ()
-            tol = f"{r.atol:g} / {r.rtol:g}"
-            lines.append(f"| {' | '.join((*c[:6], *per_output, *mine, tol, c[6]))} |")
+        lines += [f"| {' | '.join(cell(r) for _, cell in columns)} |" for r in self.rows]
         if self.int8 is not None:
             lines += ["", f"{self.int8.summary()}."]
         lines += ["", "Inputs:", ""]
@@ -228,109 +221,80 @@ class ParityReport:
         return "\n".join(lines) + "\n"
 
 
-def _output_cell(r: ParityRow, name: str) -> str:
-    if r.status != "run" or not r.outputs or name not in r.outputs:
-        return "-"
-    return f"{r.outputs[name]['max_abs_err']:.2e}"
+def _ran(cell: Callable[[ParityRow], str | None]) -> Callable[[ParityRow], str]:
+    """``cell`` for a row that ran and has the value, ``-`` otherwise."""
+    return lambda r: (cell(r) if r.status == "run" else None) or "-"
 
 
-def _decision_cell(r: ParityRow) -> str:
+def _output_cell(name: str) -> Callable[[ParityRow], str]:
+    return _ran(
+        lambda r: f"{r.outputs[name]['max_abs_err']:.2e}" if name in (r.outputs or {}) else None
+    )
+
+
+def _decision_cell(r: ParityRow) -> str | None:
     """``"100.0% (3 near)"``: agreement over the counted inputs, near-threshold ones apart."""
-    if r.status != "run" or r.decision_agreement is None:
-        return "-"
+    if r.decision_agreement is None:
+        return None
     text = f"{100 * r.decision_agreement:.1f}% ({r.near_threshold} near)"
     return text if not r.decision_disagreements else f"{text}, {r.decision_disagreements} differ"
 
 
-def _cells(r: ParityRow) -> tuple[str, ...]:
+def _result_cell(r: ParityRow) -> str:
     if r.status != "run":
-        return (r.variant, r.provider, "-", "-", "-", "-", f"{r.status}: {r.reason}")
-    return (
-        r.variant,
-        r.provider,
-        f"{r.max_abs_err:.2e}",
-        f"{r.max_rel_err:.2e}",
-        f"{r.tolerance_ratio:.3f}",
-        f"{100 * r.argmax_agreement:.1f}%",
-        "pass" if r.passed else ("FAIL" if r.finite else "FAIL (non-finite)"),
-    )
-
-
-class _Decisions:
-    """The unknown decision of every candidate against the reference's, batch by batch.
-
-    :func:`bnfold.parity.compare` runs the reference on a batch, then each candidate on it:
-    the reference wrapper keeps the batch's reference scores, each candidate wrapper compares
-    its own with them (:class:`export.decision.DecisionCount`) at its variant's tolerance.
-    """
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
-        self.ref_scores: np.ndarray | None = None
-        self.counts: dict[str, DecisionCount] = {}
-
-    def reference(self, fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
-        def run(x: Any) -> dict[str, Any]:
-            out = fn(x)
-            self.ref_scores = np.asarray(out[OOD_SCORE], np.float64)
-            return out
-
-        return run
-
-    def candidate(self, name: str, fn: Callable, tol: Tolerance) -> Callable:
-        count = self.counts.setdefault(name, DecisionCount())
-
-        def run(x: Any) -> dict[str, Any]:
-            out = fn(x)
-            if self.ref_scores is None:  # compare always runs the reference first
-                raise RuntimeError("a candidate ran before the reference")
-            count.add(self.ref_scores, out[OOD_SCORE], self.threshold, tol.atol, tol.rtol)
-            return out
-
-        return run
+        return f"{r.status}: {r.reason}"
+    return "pass" if r.passed else ("FAIL" if r.finite else "FAIL (non-finite)")
 
 
 def _row(variant: Variant, **measured: Any) -> ParityRow:
     tol = tolerance(variant)
-    fields = dict.fromkeys(
-        ("reason", "max_abs_err", "max_rel_err", "tolerance_ratio", "argmax_agreement"), None
-    )
-    fields |= {"finite": None, "passed": None, **measured}
-    opt_level = variant.options.level if variant.runtime == ONNXRUNTIME else None
     return ParityRow(
         variant=variant.name,
         provider=variant.provider,
         folded=variant.folded,
-        opt_level=opt_level,
+        opt_level=variant.options.level if variant.runtime == ONNXRUNTIME else None,
         atol=tol.atol,
         rtol=tol.rtol,
-        **fields,
+        **measured,
     )
 
 
-class _Finite:
-    """Calls ``fn`` and remembers whether every value it returned was finite."""
+class _Watched:
+    """Calls ``fn``, keeping its last outputs and whether every value so far was finite.
 
-    def __init__(self, fn: Callable[[Any], dict[str, Any]]) -> None:
-        self.fn, self.finite = fn, True
+    ``decisions``: a candidate's unknown decisions counted so far (with an OOD score only).
+    """
+
+    def __init__(self, fn: Callable[[Any], dict[str, Any]], decisions: DecisionCount | None = None):
+        self.fn, self.finite, self.last, self.decisions = fn, True, None, decisions
 
     def __call__(self, x: Any) -> dict[str, Any]:
-        out = self.fn(x)
+        self.last = out = self.fn(x)
         self.finite &= all(bool(np.isfinite(np.asarray(v)).all()) for v in out.values())
         return out
 
 
-def _as_candidate(runner: Runner, names: list[str]) -> Callable[[torch.Tensor], dict]:
-    """``runner`` on a float32 tensor, the reference's outputs only, in the reference's order."""
+def _candidate(
+    runner: Runner, names: list[str], reference: _Watched, tol: Tolerance, ood: OODInfo | None
+) -> _Watched:
+    """``runner`` on a float32 tensor, the reference's outputs only, in the reference's order.
+
+    With ``ood``, each batch's unknown decisions are counted against the reference's on the
+    same batch (:func:`bnfold.parity.compare` runs the reference first).
+    """
+    decisions = None if ood is None else DecisionCount()
 
     def run(x: torch.Tensor) -> dict[str, np.ndarray]:
         out = runner(x.detach().cpu().numpy())
         missing = [n for n in names if n not in out]
         if missing:
             raise ValueError(f"{runner.variant.name} has no output {', '.join(missing)}")
+        if decisions is not None:  # reference.last is this batch's: compare runs it first
+            ref_scores = np.asarray(reference.last[OOD_SCORE], np.float64)
+            decisions.add(ref_scores, out[OOD_SCORE], ood.threshold, tol.atol, tol.rtol)
         return {n: out[n] for n in names}
 
-    return run
+    return _Watched(run, decisions)
 
 
 def prove_parity(
@@ -357,29 +321,22 @@ def prove_parity(
     batches = [i.images for i in inputs]
     size = tuple(batches[0].shape[-2:])
     sources = Sources(unfolded, folded, files, size, tuple(output_names))
-    reference = _Finite(float64_reference(unfolded, output_names))
+    reference = _Watched(float64_reference(unfolded, output_names))
     names = list(reference(batches[0][:1]))
     if ood is not None and OOD_SCORE not in names:
         raise ValueError(f"an OOD threshold was given but the model has no {OOD_SCORE} output")
-    decisions = _Decisions(ood.threshold) if ood is not None else None
     chosen = variant_list or variants()
     rows: dict[str, ParityRow] = {}
-    runnable: dict[Tolerance, dict[str, _Finite]] = {}
+    runnable: dict[Tolerance, dict[str, _Watched]] = {}
     for variant in chosen:
         runner = open_variant(variant, sources)
         if isinstance(runner, Unavailable):
-            status = "not run" if variant.cuda else "failed to open"
-            rows[variant.name] = _row(variant, status=status, reason=runner.reason)
-            if not variant.cuda:
-                rows[variant.name].passed = False
+            status, passed = ("not run", None) if variant.cuda else ("failed to open", False)
+            rows[variant.name] = _row(variant, status=status, reason=runner.reason, passed=passed)
             continue
         tol = tolerance(variant)
-        run = _as_candidate(runner, names)
-        if decisions is not None:
-            run = decisions.candidate(variant.name, run, tol)
-        runnable.setdefault(tol, {})[variant.name] = _Finite(run)
+        runnable.setdefault(tol, {})[variant.name] = _candidate(runner, names, reference, tol, ood)
     by_name = {v.name: v for v in chosen}
-    ref_fn = reference if decisions is None else decisions.reference(reference)
     # One compare per tolerance: the float64 reference (slow on CPU) runs once per group.
     for tol, candidates in runnable.items():
         reference.finite = True
@@ -390,24 +347,10 @@ def prove_parity(
             leave=False,
             disable=None,
         )
-        result = compare(ref_fn, candidates, progress, atol=tol.atol, rtol=tol.rtol)
+        result = compare(reference, candidates, progress, atol=tol.atol, rtol=tol.rtol)
         for name, res in result.candidates.items():
             finite = candidates[name].finite and reference.finite
-            measured: dict[str, Any] = {
-                "outputs": {
-                    n: {"max_abs_err": o.max_abs_error, "tolerance_ratio": o.tolerance_ratio}
-                    for n, o in zip(names, res.outputs, strict=True)
-                }
-            }
-            agree = True
-            if decisions is not None:
-                count = decisions.counts[name]
-                measured |= {
-                    "decision_agreement": count.agreement,
-                    "near_threshold": count.near,
-                    "decision_disagreements": count.disagreements,
-                }
-                agree = count.disagreements == 0
+            count = candidates[name].decisions
             rows[name] = _row(
                 by_name[name],
                 status="run",
@@ -416,8 +359,14 @@ def prove_parity(
                 tolerance_ratio=res.tolerance_ratio,
                 argmax_agreement=res.argmax_agreement,
                 finite=finite,
-                passed=res.passed and finite and agree,
-                **measured,
+                passed=res.passed and finite and (count is None or count.disagreements == 0),
+                outputs={
+                    n: {"max_abs_err": o.max_abs_error, "tolerance_ratio": o.tolerance_ratio}
+                    for n, o in zip(names, res.outputs, strict=True)
+                },
+                decision_agreement=None if count is None else count.agreement,
+                near_threshold=None if count is None else count.near,
+                decision_disagreements=None if count is None else count.disagreements,
             )
             log.debug("%s: %s (finite: %s)", name, res, finite)
     shapes = [{"name": i.name, "shape": list(i.images.shape)} for i in inputs]

@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 from export.errors import ExportError
 from export.onnx_writer import DEFAULT_OPSET
+from export.quantize import int8_path
+from export.runtimes.variant import FOLDED, INT8, UNFOLDED
 from export.triton import DEFAULT_MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -29,10 +31,6 @@ if TYPE_CHECKING:
     from export.networks import Networks
 
 log = logging.getLogger(__name__)
-
-UNFOLDED = "unfolded"
-FOLDED = "folded"
-INT8 = "int8"  # export.runtimes.variant.INT8: <stem>.folded.int8.onnx (export.quantize)
 
 
 @dataclass
@@ -66,23 +64,6 @@ class _Source:
     sha256: str
     ckpt: Checkpoint
     networks: Networks
-    fold_report: dict[str, Any]
-
-    @property
-    def unfolded(self) -> Any:  # nn.Module, eval mode
-        return self.networks.unfolded
-
-    @property
-    def folded(self) -> Any:
-        return self.networks.folded
-
-    @property
-    def num_bn(self) -> int:
-        return self.networks.num_bn
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.ckpt.input_size
 
 
 def onnx_paths(out: str | Path, checkpoint: str | Path) -> dict[str, Path]:
@@ -118,7 +99,7 @@ def _load_source(checkpoint: str | Path) -> _Source:
         networks.num_bn,
         ", ".join(networks.output_names),
     )
-    return _Source(path, sha256, ckpt, networks, report.to_dict())
+    return _Source(path, sha256, ckpt, networks)
 
 
 def _prepare_out(out: Path) -> None:
@@ -131,25 +112,22 @@ def _prepare_out(out: Path) -> None:
         raise ExportError(f"cannot write to --out {out}: {e.strerror or e}") from e
 
 
-def _expected_bn(kind: str, source: _Source) -> int:
-    return source.num_bn if kind == UNFOLDED else 0
+def _check_file(kind: str, proto, source: _Source, path: Path | str) -> None:
+    """The file's outputs are the served network's (an older export may lack ``ood_score``), and
+    its BatchNorm count the ``kind``'s (the int8 file is not counted)."""
+    from export.onnx_writer import count_ops
 
-
-def _check_outputs(proto, source: _Source, path: Path | str) -> None:
-    """The file's outputs are the served network's (an older export may lack ``ood_score``)."""
     found = tuple(o.name for o in proto.graph.output)
     if found != source.networks.output_names:
         raise ExportError(
             f"{path} has outputs {', '.join(found)}, expected "
             f"{', '.join(source.networks.output_names)}: re-export with python -m export"
         )
-
-
-def _check_bn_count(kind: str, proto, source: _Source, path: Path | str) -> None:
-    from export.onnx_writer import count_ops
-
-    found, expected = count_ops(proto, "BatchNormalization"), _expected_bn(kind, source)
-    if kind == FOLDED and source.fold_report["num_folded"] < source.num_bn:
+    if kind == INT8:
+        return
+    num_bn = source.networks.num_bn
+    found, expected = count_ops(proto, "BatchNormalization"), num_bn if kind == UNFOLDED else 0
+    if kind == FOLDED and source.networks.fold_report.num_folded < num_bn:
         expected = found  # bnfold left some BatchNorms and said why in the fold report
         log.warning("%s keeps %d BatchNormalization node(s) that bnfold left", path, found)
     if found != expected:
@@ -201,24 +179,23 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
 def _write_and_prove(cfg: ExportConfig, source: _Source, stage: Path) -> ExportResult:
     """Both ONNX files and the parity report in ``stage``, the files first."""
     from export import metadata, onnx_writer
-    from export.parity_run import prove_parity, write_parity
+    from export.parity_run import write_parity
 
     files = onnx_paths(stage, cfg.checkpoint)
-    models = {UNFOLDED: source.unfolded, FOLDED: source.folded}
+    models = {UNFOLDED: source.networks.unfolded, FOLDED: source.networks.folded}
     for kind in tqdm(files, desc="export", unit="file", leave=False, disable=None):
         proto = onnx_writer.to_onnx(
             models[kind],
-            source.input_size,
+            source.ckpt.input_size,
             opset=cfg.opset,
             exporter=cfg.exporter,
             output_names=source.networks.output_names,
         )
-        _check_outputs(proto, source, files[kind].name)
-        _check_bn_count(kind, proto, source, files[kind].name)
+        _check_file(kind, proto, source, files[kind].name)
         meta = metadata.build_metadata(
             source.ckpt,
             checkpoint_sha256=source.sha256,
-            fold_report=source.fold_report,
+            fold_report=source.networks.fold_report.to_dict(),
             folded=kind == FOLDED,
             exporter=cfg.exporter,
             ood=source.networks.ood,
@@ -228,16 +205,12 @@ def _write_and_prove(cfg: ExportConfig, source: _Source, stage: Path) -> ExportR
         onnx_writer.save(proto, files[kind])
         log.info("wrote %s (opset %d, %s exporter)", files[kind].name, cfg.opset, cfg.exporter)
     int8_error = _write_int8(cfg, source, files, stage)
-    report = _prove(source, files, cfg.data, prove_parity, int8_error)
+    report = _prove(source, files, cfg.data, int8_error)
     return ExportResult(files, report, [*files.values(), *write_parity(report, stage)])
 
 
 def _prove(
-    source: _Source,
-    files: dict[str, Path],
-    data: str | None,
-    prove_parity,
-    int8_error: str | None = None,
+    source: _Source, files: dict[str, Path], data: str | None, int8_error: str | None = None
 ):
     """The parity report of ``files``, recording what it proves (checkpoint and file sha256).
 
@@ -245,6 +218,7 @@ def _prove(
     """
     from export.int8_proof import Int8Proof, prove_int8
     from export.metadata import sha256_file
+    from export.parity_run import prove_parity
 
     networks = source.networks
     inputs = _inputs(source, data)
@@ -278,7 +252,6 @@ def verify_files(cfg: ExportConfig) -> ExportResult:
     a parity failure: comparing it would only prove that two different models differ.
     """
     from export import metadata, onnx_writer
-    from export.parity_run import prove_parity
 
     source = _load_source(cfg.checkpoint)
     files = onnx_paths(cfg.out, cfg.checkpoint)
@@ -294,17 +267,8 @@ def verify_files(cfg: ExportConfig) -> ExportResult:
                 f"python -m export --checkpoint {source.path}"
             )
         onnx_writer.check(proto)
-        _check_outputs(proto, source, path)
-        if kind != INT8:
-            _check_bn_count(kind, proto, source, path)
-    return ExportResult(files, _prove(source, files, cfg.data, prove_parity))
-
-
-def int8_path(out: str | Path, checkpoint: str | Path) -> Path:
-    """``<out>/<stem>.folded.int8.onnx`` (export.quantize.int8_path)."""
-    from export.quantize import int8_path as path
-
-    return path(out, checkpoint)
+        _check_file(kind, proto, source, path)
+    return ExportResult(files, _prove(source, files, cfg.data))
 
 
 def _write_int8(
@@ -337,4 +301,4 @@ def _write_int8(
 def _inputs(source: _Source, data: str | None):
     from export.inputs import data_inputs, random_inputs
 
-    return data_inputs(source.ckpt, data) + random_inputs(source.input_size)
+    return data_inputs(source.ckpt, data) + random_inputs(source.ckpt.input_size)

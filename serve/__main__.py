@@ -18,13 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-DEFAULT_CHECKPOINT = "artifacts/bn-lenet.pt"
-DEFAULT_ONNX_DIR = "artifacts/onnx"
 #: Not shipped to cluster nodes: the model travels inside the deployment's config instead.
 CLUSTER_EXCLUDES = ["artifacts/", ".venv/", ".git/", "*.pt", "*.onnx"]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from demo.artifacts import add_artifact_flags
     from serve.config import (
         DEFAULT_BATCH_WAIT_MS,
         DEFAULT_DECODE_THREADS,
@@ -38,17 +37,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="python -m serve",
         description="Serve the folded ONNX model over HTTP on Ray Serve (POST /predict).",
     )
-    parser.add_argument(
-        "--checkpoint",
-        default=DEFAULT_CHECKPOINT,
-        help=f"training checkpoint the ONNX files were exported from (default: "
-        f"{DEFAULT_CHECKPOINT})",
-    )
-    parser.add_argument(
-        "--onnx-dir",
-        default=DEFAULT_ONNX_DIR,
-        help=f"folder with <stem>.folded.onnx from python -m export (default: {DEFAULT_ONNX_DIR})",
-    )
+    add_artifact_flags(parser, "<stem>.folded.onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
     parser.add_argument(

@@ -87,10 +87,12 @@ class ServedModel:
         self, source: str | Path | bytes, *, threads: int = 1, max_pixels: int | None = None
     ) -> None:
         from demo.images import MAX_PIXELS
+        from export.runtimes.sessions import ort_session
+        from export.runtimes.variant import OrtOptions
 
         self.info = read_info(source)
         self.max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
-        self.session = _session(source, threads)
+        self.session = ort_session(source, OrtOptions(level="all", threads=threads))
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         self.outputs = [names[0]] + ([OOD_SCORE] if self.info.ood_threshold is not None else [])
@@ -115,22 +117,6 @@ class ServedModel:
         x = normalize(batch, self.info.mean, self.info.std).numpy()
         results = self.session.run(self.outputs, {self.input_name: x})
         return answers(results[0], results[1] if len(results) > 1 else None, self.info)
-
-
-def _session(source: str | Path | bytes, threads: int) -> Any:
-    """A CPU ORT session with ``threads`` intra-op threads (bytes go through a temporary file)."""
-    import tempfile
-
-    from export.runtimes.sessions import ort_session
-    from export.runtimes.variant import OrtOptions
-
-    options = OrtOptions(level="all", threads=threads)
-    if not isinstance(source, bytes):
-        return ort_session(source, options)
-    with tempfile.TemporaryDirectory(prefix="rmb-serve-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        path.write_bytes(source)
-        return ort_session(path, options)
 
 
 def answers(logits: np.ndarray, ood: np.ndarray | None, info: ModelInfo) -> list[dict[str, Any]]:

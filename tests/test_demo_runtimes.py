@@ -17,7 +17,7 @@ from demo import folding, plots
 from demo.artifacts import ArtifactError, find_artifacts
 from demo.examples import prepare_examples
 from demo.images import load_upload
-from demo.inference import classify, model_input, softmax, sweep
+from demo.inference import classify, latencies, model_input, softmax, sweep
 from demo.runtimes import demo_variants, load_runtimes, title
 from export.pipeline import onnx_paths
 from export.runtimes.sessions import CUDA, ORT_GPU_HINT
@@ -39,6 +39,22 @@ def photo_batch(demo_artifacts):
     photos = [path for _, path in demo_artifacts.test_photos()][::2][:8]
     pixels = torch.stack([to_uint8_tensor(open_image(p)) for p in photos])
     return normalize(pixels, demo_artifacts.ckpt.mean, demo_artifacts.ckpt.std).numpy()
+
+
+def test_latencies_warm_up_then_time_each_runner_once_per_round():
+    calls: list[str] = []
+    runners = [lambda x, n=n: calls.append(n) for n in "ab"]
+    stats = latencies(runners, np.zeros(1), runs=3, warmup=2)
+    assert calls[:4] == ["a", "a", "b", "b"]  # warm-up, runner by runner
+    assert [sorted(calls[i : i + 2]) for i in (4, 6, 8)] == [["a", "b"]] * 3 and len(calls) == 10
+    assert [(s.calls, s.rounds) for s in stats] == [(3, 3), (3, 3)]
+    assert all(0 <= s.median_s <= s.p90_s for s in stats)
+
+
+@pytest.mark.parametrize(("runs", "warmup"), [(0, 1), (1, 0)])
+def test_latencies_reject_impossible_counts(runs, warmup):
+    with pytest.raises(ValueError, match="rounds and warmup must be >= 1"):
+        latencies([lambda x: None], np.zeros(1), runs=runs, warmup=warmup)
 
 
 def available_variants(runtimes):
@@ -268,7 +284,7 @@ def test_layers_with_nothing_folded_in_are_unchanged_and_unknown_layers_refused(
 
 
 def test_figures_draw_what_they_are_given(runtimes):
-    points = sweep(runtimes, (1, 2), runs=1, warmup=0)
+    points = sweep(runtimes, (1, 2), runs=1, warmup=1)
     fig = plots.throughput_figure(points)
     (ax,) = fig.axes
     assert len(ax.get_lines()) == len(runtimes.available)

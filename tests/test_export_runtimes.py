@@ -160,28 +160,6 @@ def test_torch_cuda_reason_follows_torch():
     assert (torch_runner.torch_cuda_unavailable() is None) == torch.cuda.is_available()
 
 
-# Timing (benchmarks' interleaved rounds: tests/test_bench_inference.py)
-
-
-def test_time_calls_warms_up_then_times_round_robin():
-    calls: list[str] = []
-    fns = [lambda x, n=n: calls.append(n) for n in "ab"]
-    samples = timing.time_calls(fns, np.zeros(1), runs=3, warmup=2)
-    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
-    assert [s.shape for s in samples] == [(3,), (3,)]
-    assert all((s >= 0).all() for s in samples)
-
-
-@pytest.mark.parametrize(("runs", "warmup"), [(0, 1), (-1, 0), (1, -1)])
-def test_time_calls_rejects_impossible_counts(runs, warmup):
-    with pytest.raises(ValueError, match=r"runs|warmup"):
-        timing.time_calls([lambda x: None], np.zeros(1), runs=runs, warmup=warmup)
-
-
-def test_percentiles_are_numpys_in_milliseconds():
-    samples = np.array([0.004, 0.001, 0.003, 0.002, 0.010])
-    p50, p90 = timing.percentiles_ms(samples)
-    assert p50 == pytest.approx(np.percentile(samples, 50) * 1e3)
-    assert p90 == pytest.approx(np.percentile(samples, 90) * 1e3)
+def test_summarise_refuses_no_samples():
     with pytest.raises(ValueError, match="no samples"):
-        timing.percentiles_ms(np.array([]))
+        timing.summarise(timing.Samples([]))

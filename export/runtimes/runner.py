@@ -27,10 +27,6 @@ def logits_first(names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: n != LOGITS)
 
 
-def _noop() -> AbstractContextManager[None]:
-    return contextlib.nullcontext()
-
-
 @dataclass
 class Bound:
     """A runner bound to one input batch.
@@ -42,7 +38,7 @@ class Bound:
 
     step: Callable[[], None]
     read: Callable[[], Outputs]
-    setting: Callable[[], AbstractContextManager[None]] = field(default=_noop)
+    setting: Callable[[], AbstractContextManager[None]] = field(default=contextlib.nullcontext)
 
 
 class Runner:

@@ -103,14 +103,14 @@ def _preload_cuda_libraries(ort) -> None:
 
 
 def ort_session(
-    path: str | Path,
+    path: str | Path | bytes,
     options: OrtOptions | None = None,
     device: str = "cpu",
     *,
     optimized_to: str | Path | None = None,
     profile_prefix: str | None = None,
 ):
-    """An ``onnxruntime.InferenceSession`` of ``path`` on ``device``, configured by ``options``.
+    """An ``onnxruntime.InferenceSession`` of ``path`` (or the file's bytes) on ``device``.
 
     ``optimized_to``: also save the graph ORT runs after its own optimisations there.
     ``profile_prefix``: write ORT's per-node profile (``session.end_profiling()``). Raises
@@ -124,15 +124,16 @@ def ort_session(
     options = options or OrtOptions()
     so = _session_options(options, optimized_to, profile_prefix)
     skip = list(options.disabled_optimizers)
+    model = path if isinstance(path, bytes) else str(path)
     if device == "cpu":
-        return ort.InferenceSession(str(path), so, providers=[CPU], disabled_optimizers=skip)
+        return ort.InferenceSession(model, so, providers=[CPU], disabled_optimizers=skip)
     reason = ort_cuda_unavailable()
     if reason:
         raise Unavailable(reason)
     _preload_cuda_libraries(ort)
     try:
         session = ort.InferenceSession(
-            str(path), so, providers=[(CUDA, ORT_CUDA_OPTIONS), CPU], disabled_optimizers=skip
+            model, so, providers=[(CUDA, ORT_CUDA_OPTIONS), CPU], disabled_optimizers=skip
         )
     except Exception as e:  # onnxruntime raises its own pybind types (Fail, RuntimeException)
         raise Unavailable(f"onnxruntime could not start {CUDA}: {first_line(e)}") from e
