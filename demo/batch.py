@@ -34,24 +34,40 @@ class BatchRejected(ValueError):
     """The batch as a whole cannot be classified (no files, too many, unreadable zip)."""
 
 
-def _members(path: Path, max_bytes: int) -> list[tuple[str, bytes | ImageRejected]]:
-    """(name, bytes or the reason it is refused) for each image inside a zip."""
+def _members(path: Path, max_bytes: int, room: int) -> list[tuple[str, bytes | ImageRejected]]:
+    """(name, bytes or the reason it is refused) for each image inside a zip.
+
+    Counted before anything is inflated, and each member read through a bounded stream: a zip
+    of thousands of small entries that inflate to megabytes each never reaches memory.
+    """
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         raise BatchRejected(f"{path.name} is not a readable zip file: send photos or a zip") from e
     out: list[tuple[str, bytes | ImageRejected]] = []
     with archive:
-        for info in archive.infolist():
-            name = info.filename
-            if info.is_dir() or not name.lower().endswith(IMAGE_SUFFIXES):
-                continue
+        infos = [
+            i
+            for i in archive.infolist()
+            if not i.is_dir() and i.filename.lower().endswith(IMAGE_SUFFIXES)
+        ]
+        _check_count(len(infos), room)
+        for info in infos:
             if info.file_size > max_bytes:  # the declared size, checked before inflating
                 mib = max_bytes / 2**20
-                out.append((name, ImageRejected(f"over the {mib:.0f} MiB limit per photo")))
+                out.append(
+                    (info.filename, ImageRejected(f"over the {mib:.0f} MiB limit per photo"))
+                )
                 continue
-            out.append((name, archive.read(info)[: max_bytes + 1]))
+            with archive.open(info) as member:
+                out.append((info.filename, member.read(max_bytes + 1)))
     return out
+
+
+def _check_count(count: int, room: int) -> None:
+    if count > room:
+        total = MAX_FILES - room + count
+        raise BatchRejected(f"{total} photos, over the {MAX_FILES} per batch: split them")
 
 
 def gather(paths: Sequence[str | Path], max_bytes: int = MAX_UPLOAD_BYTES) -> list[tuple]:
@@ -60,7 +76,7 @@ def gather(paths: Sequence[str | Path], max_bytes: int = MAX_UPLOAD_BYTES) -> li
     for raw in paths:
         path = Path(raw)
         if path.suffix.lower() == ".zip":
-            items += _members(path, max_bytes)
+            items += _members(path, max_bytes, MAX_FILES - len(items))
             continue
         try:
             items.append((path.name, read_upload(path, max_bytes)))
@@ -68,8 +84,7 @@ def gather(paths: Sequence[str | Path], max_bytes: int = MAX_UPLOAD_BYTES) -> li
             items.append((path.name, e))
     if not items:
         raise BatchRejected("no photos: upload JPEG/PNG/... files or a zip of them")
-    if len(items) > MAX_FILES:
-        raise BatchRejected(f"{len(items)} photos, over the {MAX_FILES} per batch: split them")
+    _check_count(len(items), MAX_FILES)
     return items
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -104,6 +105,23 @@ def test_empty_or_oversized_batches_are_refused(tmp_path, photos):
     with pytest.raises(BatchRejected, match="not a readable zip"):
         classify_files([bad_zip], lambda image: (np.ones(2), None), ["1", "100"], tmp_path)
 
+
+
+def test_a_zip_of_too_many_inflating_members_is_refused_before_inflating(tmp_path):
+    """201 entries of 4 MiB of zeros (~4 KB each on disk) would be 800 MiB once read."""
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for i in range(MAX_FILES + 1):
+            z.writestr(f"{i}.png", bytes(4 * 2**20))
+    assert bomb.stat().st_size < 10 * 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(BatchRejected, match=f"{MAX_FILES + 1} photos, over the {MAX_FILES}"):
+            classify_files([bomb], lambda image: (np.ones(2), None), ["1", "100"], tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB allocated to refuse it"
 
 # ----------------------------------------------------------------------------------------------
 # Over plain HTTP, with curl, as the README shows
