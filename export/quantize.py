@@ -10,7 +10,9 @@ directly; uint8 activations and int8 weights (U8S8: the VNNI instruction ``vpdpb
 multiplies u8 by s8); weights per output channel; MinMax calibration on the checkpoint's
 training split. Only the part of the graph the ``logits`` output needs is quantised: any other
 output (such as an ``ood_score`` computed from the logits) keeps its fp32 nodes, so an
-"unknown" threshold calibrated in fp32 still means what it meant.
+"unknown" threshold calibrated in fp32 still means what it meant. The node that writes
+``logits`` stays fp32 too: a classifier's last layer is tiny (84×2 in LeNet) and quantising its
+output was the largest error (max |Δ logits| 1.26 against 0.43 with it in fp32, default model).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ def non_logits_nodes(model) -> list[str]:
     return [n.name for n in model.graph.node if id(n) not in needed]
 
 
+def _logits_writers(model) -> list[str]:
+    return [n.name for n in model.graph.node if LOGITS in n.output]
+
+
 class _Batches:
     """An ``onnxruntime.quantization.CalibrationDataReader`` over an N×3×H×W array."""
 
@@ -106,7 +112,7 @@ def quantize_folded(
             "checkpoint's photos"
         )
     proto = onnx.load_model(str(folded))
-    keep = [*non_logits_nodes(proto), *config.exclude]
+    keep = [*non_logits_nodes(proto), *_logits_writers(proto), *config.exclude]
     input_name = proto.graph.input[0].name
     reader = _Batches(input_name, calibration)
     CalibrationDataReader.register(_Batches)

@@ -50,6 +50,19 @@ def test_the_int8_file_is_quantised_small_and_decides_as_fp32(folded_file, tmp_p
     assert proof.inputs[0].int8_accuracy is not None
 
 
+def test_the_layer_that_writes_the_logits_stays_fp32(folded_file, tmp_path):
+    path, calibration = folded_file
+    proto = onnx.load_model(quantize_folded(path, tmp_path / "m.int8.onnx", calibration))
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    last = producer["logits"]
+    assert last.op_type == "Gemm"
+    initializers = {i.name: i for i in proto.graph.initializer}
+    assert initializers[last.input[1]].data_type == TensorProto.FLOAT  # weight: fp32, no QDQ
+    assert producer[last.input[0]].op_type == "DequantizeLinear"  # reads int8 fc2 dequantised
+    gemms = [n for n in proto.graph.node if n.op_type == "Gemm" and n is not last]
+    assert all(producer[n.input[1]].op_type == "DequantizeLinear" for n in gemms)
+
+
 def test_the_file_keeps_the_folded_files_metadata(folded_file, tmp_path):
     path, calibration = folded_file
     proto = onnx.load_model(path)
@@ -62,10 +75,16 @@ def test_the_file_keeps_the_folded_files_metadata(folded_file, tmp_path):
 
 
 def _corrupt_last_weight_scale(path) -> None:
-    """Negate the per-channel scales of the last Gemm's weight: its logits change sign."""
+    """Negate the per-channel scales of the last quantised Gemm's weight (fc2: its ReLU then
+    zeroes every feature, so the logits are fc3's bias whatever the image)."""
     proto = onnx.load_model(path)
     producer = {o: n for n in proto.graph.node for o in n.output}
-    gemm = [n for n in proto.graph.node if n.op_type == "Gemm"][-1]
+    gemm = [
+        n
+        for n in proto.graph.node
+        if n.op_type == "Gemm"
+        and getattr(producer.get(n.input[1]), "op_type", "") == "DequantizeLinear"
+    ][-1]
     scale_name = producer[gemm.input[1]].input[1]
     init = next(i for i in proto.graph.initializer if i.name == scale_name)
     init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), scale_name))
