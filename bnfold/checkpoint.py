@@ -11,7 +11,9 @@ dict checked once, at the edge, so no caller indexes raw keys. ``format_version`
 - ``state_dict``; ``folded`` (True in checkpoints written by ``python -m bnfold``, whose
   ``state_dict`` is the folded structure's) and ``fold_report``.
 - ``metrics``, ``split``, ``data``, ``data_dir``, ``args``: results and provenance.
-- ``epoch``, ``optimizer``, ``scheduler``, ``rng``: training state for ``--resume``.
+- ``epoch``, ``optimizer``, ``scheduler``, ``rng``: training state for ``--resume``; ``ema``
+  ({"decay", "n_averaged", "live"}) too when ``state_dict`` is a moving average of the
+  weights, ``live`` being the optimiser's own.
 - ``ood``: parameters of an out-of-distribution scorer, or absent; carried through unchanged.
 
 A folded checkpoint is loaded by rebuilding the unfolded network, folding it (the structure
@@ -103,6 +105,7 @@ class Checkpoint:
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     rng: Any = None
+    ema: dict[str, Any] | None = None
     ood: dict[str, Any] | None = None
 
     def replace(self, **changes: Any) -> Checkpoint:
@@ -150,6 +153,8 @@ class Checkpoint:
             values["input_size"] = _size(raw["input_size"])
             values["mean"], values["std"] = _stats(raw["mean"], raw["std"])
             values["state_dict"] = _state_dict(raw["state_dict"])
+            if raw.get("ema") is not None:
+                values["ema"] = _ema(raw["ema"])
             if not isinstance(raw.get("folded", False), bool):
                 raise ValueError("'folded' must be true or false")
             return cls(**values)
@@ -192,6 +197,7 @@ class Checkpoint:
             optimizer=None,
             scheduler=None,
             rng=None,
+            ema=None,
         )
 
 
@@ -279,6 +285,14 @@ def _stats(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if min(out_std) <= 0:
         raise ValueError(f"'std' must be positive, not {list(out_std)}")
     return floats("mean", mean), out_std
+
+
+def _ema(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not {"decay", "n_averaged", "live"} <= set(raw):
+        raise ValueError("'ema' must be a dict with decay, n_averaged and live")
+    if not isinstance(raw["n_averaged"], int) or raw["n_averaged"] < 0:
+        raise ValueError("'ema' n_averaged must be a non-negative integer")
+    return {**raw, "live": _state_dict(raw["live"])}
 
 
 def _state_dict(values: Any) -> dict[str, Tensor]:

@@ -182,6 +182,9 @@ BAD_ENTRIES = {
     "model spec": ({"model": "train.models:build_model"}, "'model' entry"),
     "factory": ({"model": {"factory": "build_model", "kwargs": {}}}, "module:function"),
     "folded": ({"folded": "yes"}, "folded"),
+    "ema keys": ({"ema": {"decay": 0.9}}, "'ema' must be a dict"),
+    "ema count": ({"ema": {"decay": 0.9, "n_averaged": -1, "live": {}}}, "n_averaged"),
+    "ema live": ({"ema": {"decay": 0.9, "n_averaged": 3, "live": {"w": 1.0}}}, "state_dict"),
 }
 
 

@@ -301,6 +301,8 @@ def test_series_all_draws_both_series_and_faces():
     assert set(counts) == {(4, "front"), (4, "back"), (5, "front"), (5, "back")}
     fronts = counts[(4, "front")] + counts[(5, "front")]
     assert 0.6 <= fronts / 400 <= 0.8  # FRONT_SHARE = 0.7
+    today = counts[(5, "front")] + counts[(5, "back")]
+    assert 0.58 <= today / 400 <= 0.75  # TODAY_SHARE = 2/3
     with pytest.raises(ValueError, match="series"):
         designs_for("1", "6")
     with pytest.raises(ValueError, match="no 20-yuan"):

@@ -15,11 +15,11 @@ from train.synthetic import ensure_synthetic
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
-# Issue 9's target for the course photos (>= 99 %) holds on every training seed measured
-# (100 % on seeds 1-3, README "The synthetic set"). Its 98 % for unseen 5th-series notes does
-# not yet: 97.3 / 97.0 / 97.3 % on seeds 1-3, so this floor sits below those, not at the target.
+# Issue 9's targets: >= 99 % on the course photos and >= 98 % on unseen 5th-series notes. The
+# default model (seed 1) scores 100 % and 98.7 % (README "The synthetic set": seeds 1-3 give
+# 100 % and 98.7 / 98.8 / 98.7 %).
 REAL_FLOOR = 0.99
-FIFTH_SERIES_FLOOR = 0.96
+FIFTH_SERIES_FLOOR = 0.98
 UNSEEN = {"seed": 101, "per_class": 300, "series": "5"}
 
 

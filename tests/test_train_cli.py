@@ -137,6 +137,8 @@ def test_bad_data_layouts_exit_2_naming_the_place(tmp_path, capsys, layout):
         (["--batch-size", "1"], "--batch-size"),
         (["--lr", "nan"], "--lr must be a positive finite number, got nan"),
         (["--lr", "-0.1"], "--lr"),
+        (["--ema-decay", "1"], "--ema-decay must be in [0, 1), got 1.0"),
+        (["--ema-decay", "nan"], "--ema-decay must be in [0, 1), got nan"),
         (["--device", "tpu9"], "--device 'tpu9' is not a device"),
         (["--device", "meta"], "--device 'meta' is not supported"),
     ],

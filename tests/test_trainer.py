@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bnfold.checkpoint import TRAIN_FACTORY, ModelSpec, load_checkpoint
-from train import trainer
+from train import recipe, trainer
 from train.dataset import ImageSet
 from train.engine import NonFiniteLossError, batches, evaluate, train_one_epoch
 from train.imagefolder import DataError, scan_image_folder
@@ -136,6 +136,29 @@ def test_same_seed_gives_bit_identical_weights(run, data_dir, tmp_path):
     assert not torch.equal(other.state_dict["fc1.weight"], run["ckpt"].state_dict["fc1.weight"])
 
 
+def test_the_saved_weights_are_a_moving_average_of_the_live_ones(run, data_dir, tmp_path):
+    ckpt = run["ckpt"]
+    assert ckpt.ema["decay"] == recipe.EMA_DECAY
+    assert ckpt.ema["n_averaged"] == EPOCHS * 3  # 3 full batches of 4 per epoch
+    assert not torch.equal(ckpt.state_dict["fc1.weight"], ckpt.ema["live"]["fc1.weight"])
+    assert torch.equal(
+        ckpt.state_dict["bn1.num_batches_tracked"], ckpt.ema["live"]["bn1.num_batches_tracked"]
+    )
+    plain = fit(_config(data_dir, tmp_path / "plain.pt", ema_decay=0.0))
+    assert plain.ema is None
+    _assert_same_weights(plain.state_dict, ckpt.ema["live"])  # same run, nothing averaged
+
+
+def test_the_average_ramps_its_decay_and_copies_integer_buffers():
+    update = trainer._ema_update(0.9995)
+    a, c = [torch.zeros(3), torch.tensor(0)], [torch.ones(3), torch.tensor(7)]
+    update(a, c, torch.tensor(0))  # decay min(0.9995, 1 / 10): 90% of the way to the new value
+    torch.testing.assert_close(a[0], torch.full((3,), 0.9), rtol=0, atol=1e-7)
+    assert int(a[1]) == 7
+    update(a, c, torch.tensor(10**6))  # the ramp is past: decay 0.9995
+    torch.testing.assert_close(a[0], torch.full((3,), 0.9 + 0.1 * 0.0005), rtol=0, atol=1e-7)
+
+
 def test_resume_continues_bit_identically(run, data_dir, tmp_path):
     out = tmp_path / "resumed.pt"
     first = fit(_config(data_dir, out, epochs=1))
@@ -149,6 +172,8 @@ def test_resume_continues_bit_identically(run, data_dir, tmp_path):
             resumed.optimizer["state"][i]["momentum_buffer"], state["momentum_buffer"]
         )
     assert torch.equal(resumed.rng, straight.rng)
+    assert resumed.ema["n_averaged"] == straight.ema["n_averaged"]
+    _assert_same_weights(resumed.ema["live"], straight.ema["live"])
     assert resumed.metrics == straight.metrics
     assert load_checkpoint(out).split == straight.split
 
@@ -169,7 +194,14 @@ def test_resume_without_a_checkpoint_starts_from_scratch(run, tmp_path, data_dir
 
 @pytest.mark.parametrize(
     "change",
-    [{"lr": 0.1}, {"seed": 3}, {"model": "lenet"}, {"batch_size": 8}, {"init": "course"}],
+    [
+        {"lr": 0.1},
+        {"seed": 3},
+        {"model": "lenet"},
+        {"batch_size": 8},
+        {"init": "course"},
+        {"ema_decay": 0.0},
+    ],
 )
 def test_resume_with_different_flags_is_refused(run, tmp_path, data_dir, change):
     out = tmp_path / "model.pt"

@@ -81,6 +81,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="also train against non-note images and other denominations (pushed towards a "
         "uniform softmax), so the OOD score flags them",
     )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=recipe.EMA_DECAY,
+        help="serve an exponential moving average of the weights with this decay per step; "
+        "0 serves SGD's own",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -92,6 +99,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--epochs and --threads must be >= 1 and --batch-size >= 2")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a positive finite number, got {args.lr}")
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
     cfg = TrainConfig(
         data=args.data,
         model=args.model,
@@ -110,6 +119,7 @@ def main(args: argparse.Namespace) -> int:
         outlier_exposure=args.outlier_exposure,
         augment=args.augment,
         schedule=args.schedule,
+        ema_decay=args.ema_decay,
     )
     fit(cfg)
     return 0

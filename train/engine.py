@@ -21,6 +21,8 @@ from train.preprocess import normalize
 from train.transforms import train_batch
 
 if TYPE_CHECKING:
+    from torch.optim.swa_utils import AveragedModel
+
     from train.augment import Augment
 
 Stats = tuple[float, ...]
@@ -59,6 +61,7 @@ def train_one_epoch(
     negatives: Tensor | None = None,
     outlier_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
     augment: Augment = train_batch,
+    average: AveragedModel | None = None,
 ) -> EpochStats:
     """Train ``model`` for one pass over ``data``, ``augment`` (default: the course's) per batch.
 
@@ -66,6 +69,9 @@ def train_one_epoch(
     many random negatives, and ``outlier_loss(note_logits, negative_logits)`` (default:
     :data:`train.ood.exposure.DEFAULT_EXPOSURE`) is added, so the classes stay the notes' and
     "unknown" is learnt as "no class is likely, and no note is there".
+
+    ``average`` (a :class:`~torch.optim.swa_utils.AveragedModel` of ``model``) is updated after
+    every step.
 
     Raises :class:`NonFiniteLossError` before stepping on a NaN/Inf loss, so no update is made
     from it.
@@ -94,6 +100,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update_parameters(model)
         step_losses.append(step_loss)
         total_loss += step_loss * len(idx)
         correct += (logits.argmax(1) == targets).sum().item()

@@ -11,11 +11,14 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bnfold.atomic import remove_stale_temps
@@ -59,6 +62,7 @@ class TrainConfig:
     series: str = "all"  # which RMB series the synthetic set holds: "4", "5" or "all"
     augment: str = recipe.AUGMENT  # train.augment: "product" or the course's
     schedule: str = recipe.SCHEDULE  # "cosine" over all epochs, or the course's "step"
+    ema_decay: float = recipe.EMA_DECAY  # serve a moving average of the weights (0: off)
 
 
 @dataclass
@@ -152,6 +156,7 @@ def _check_resumable(old: Checkpoint, cfg: TrainConfig, out: Path) -> None:
         "augment",
         "schedule",
         "outlier_exposure",
+        "ema_decay",
     ) + (("epochs",) if cfg.schedule == "cosine" else ()):  # a cosine spans all its epochs
         if old.args.get(key) != getattr(cfg, key):
             raise ValueError(
@@ -208,13 +213,20 @@ def _fit(cfg: TrainConfig) -> Checkpoint:
     initialize_weights(model, cfg.init)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    average = _average(model, cfg.ema_decay)
+    served = average.module if average is not None else model  # what is evaluated and saved
     scheduler = _scheduler(cfg, optimizer)
     augment = augment_for(cfg.augment)
     generator = torch.Generator().manual_seed(cfg.seed)
 
     ckpt = _new_checkpoint(cfg, data)
     if resumed is not None:
-        model.load_state_dict(resumed.state_dict)
+        if average is not None and resumed.ema is not None:
+            model.load_state_dict(resumed.ema["live"])
+            served.load_state_dict(resumed.state_dict)
+            average.n_averaged.fill_(int(resumed.ema["n_averaged"]))
+        else:
+            model.load_state_dict(resumed.state_dict)
         optimizer.load_state_dict(resumed.optimizer)
         scheduler.load_state_dict(resumed.scheduler)
         generator.set_state(resumed.rng)
@@ -237,9 +249,10 @@ def _fit(cfg: TrainConfig) -> Checkpoint:
                     desc=f"epoch {epoch}/{cfg.epochs}",
                     negatives=negatives,
                     augment=augment,
+                    average=average,
                 )
                 scheduler.step()
-                valid_loss, valid_acc = evaluate(model, sets["valid"], mean, std)
+                valid_loss, valid_acc = evaluate(served, sets["valid"], mean, std)
                 if not math.isfinite(valid_loss):
                     raise NonFiniteLossError(f"the validation loss is {valid_loss}")
             except NonFiniteLossError as e:
@@ -270,22 +283,62 @@ def _fit(cfg: TrainConfig) -> Checkpoint:
             )
             ckpt = ckpt.replace(
                 epoch=epoch,
-                state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                state_dict=_cpu(served),
+                ema=None
+                if average is None
+                else {
+                    "decay": cfg.ema_decay,
+                    "n_averaged": int(average.n_averaged),
+                    "live": _cpu(model),
+                },
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 rng=generator.get_state(),
             )
             save_checkpoint(ckpt, out)
 
-    _, test_acc = evaluate(model, sets["test"], mean, std)
+    _, test_acc = evaluate(served, sets["test"], mean, std)
     ckpt.metrics["test_acc"] = test_acc
-    ckpt = ckpt.replace(ood=_fit_ood(model, sets, mean, std))
+    ckpt = ckpt.replace(ood=_fit_ood(served, sets, mean, std))
     save_checkpoint(ckpt, out)
     log.info(
         "test accuracy %.2f%% (%d images); checkpoint %s", 100 * test_acc, len(sets["test"]), out
     )
     write_reports(ckpt, out)
     return ckpt
+
+
+def _average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics, or None.
+
+    Averaging the buffers too keeps each BN's running statistics close to those of the averaged
+    weights' inputs (the weights move little over the steps the average spans).
+    """
+    if decay == 0.0:
+        return None
+    return AveragedModel(model, multi_avg_fn=_ema_update(decay), use_buffers=True)
+
+
+def _ema_update(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """EMA with the decay ramped as ``min(decay, (1 + n) / (10 + n))`` over updates ``n``.
+
+    The ramp (TensorFlow's ExponentialMovingAverage ``num_updates``) keeps a short run's average
+    from being anchored to its first, untrained weights; integer buffers are copied.
+    """
+
+    def update(averaged: list[Tensor], current: list[Tensor], n: Tensor) -> None:
+        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        for a, c in zip(averaged, current, strict=True):
+            if a.is_floating_point():
+                a.lerp_(c, 1.0 - d)
+            else:
+                a.copy_(c)
+
+    return update
+
+
+def _cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def _scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:

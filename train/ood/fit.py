@@ -24,7 +24,7 @@ from train.preprocess import MEAN, STD, normalize
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METHOD = "knn"  # chosen by measurement (README: python -m train.ood)
+DEFAULT_METHOD = "energy"  # chosen by measurement (README: python -m train.ood)
 BATCH_SIZE = 256
 
 

@@ -52,7 +52,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-VERSION = 2  # bump whenever any image changes (drawing, photography, JPEG): it names the cache
+VERSION = 3  # bump whenever any image changes (drawing, photography, JPEG): it names the cache
 DEFAULT_SERIES = "all"
 DEFAULT_CACHE_DIR = Path("artifacts/data")
 # 1000 notes per class and series. On the 4th-series-only set of version 1, 500 per class never
