@@ -25,7 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor
 from tqdm import tqdm
 
-from train.preprocess import INPUT_SIZE, open_image, to_uint8_tensor
+from train.dataset import decode_file
+from train.preprocess import INPUT_SIZE, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def _dead_leaves(rng: np.random.Generator) -> Image.Image:
 
     Used only for training negatives (outlier exposure), never in the evaluation sets.
     """
-    img = Image.new("RGB", CANVAS, tuple(int(c) for c in rng.integers(0, 256, 3)))
+    img = _solid(rng)
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(20, 120))):
         r = float(CANVAS[0] * rng.uniform(0.02, 0.3) ** 1.5)
@@ -226,16 +227,12 @@ def folder_images(root: str | Path, size: tuple[int, int] = INPUT_SIZE) -> Tenso
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"--out-dir {root} is not a folder: pass a folder of images")
-    images, bad = [], 0
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
-        try:
-            images.append(to_uint8_tensor(open_image(path, size), size))
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            bad += 1
-    if bad:
-        log.warning("skipped %d unreadable image(s) under %s", bad, root)
+    files = [
+        p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    ]
+    images = [t for t in (decode_file(p, size) for p in files) if not isinstance(t, str)]
+    if len(images) < len(files):
+        log.warning("skipped %d unreadable image(s) under %s", len(files) - len(images), root)
     if not images:
         raise FileNotFoundError(f"no readable images under {root}: pass a folder of images")
     return torch.stack(images)
