@@ -106,7 +106,6 @@ def test_empty_or_oversized_batches_are_refused(tmp_path, photos):
         classify_files([bad_zip], lambda image: (np.ones(2), None), ["1", "100"], tmp_path)
 
 
-
 def test_a_zip_of_too_many_inflating_members_is_refused_before_inflating(tmp_path):
     """201 entries of 4 MiB of zeros (~4 KB each on disk) would be 800 MiB once read."""
     bomb = tmp_path / "bomb.zip"
@@ -122,6 +121,7 @@ def test_a_zip_of_too_many_inflating_members_is_refused_before_inflating(tmp_pat
     finally:
         tracemalloc.stop()
     assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB allocated to refuse it"
+
 
 # ----------------------------------------------------------------------------------------------
 # Over plain HTTP, with curl, as the README shows

@@ -15,7 +15,14 @@ import pytest
 import torch
 
 from train import init_study
-from train.init_study import CONDITIONS, get_args_parser, main, run_condition, run_init_study
+from train.init_study import (
+    CONDITIONS,
+    cli,
+    get_args_parser,
+    main,
+    run_condition,
+    run_init_study,
+)
 
 # Std of ReLU(z) for z ~ N(0, 1): what BatchNorm followed by ReLU should produce at every layer.
 RELU_OF_STANDARD_NORMAL_STD = math.sqrt(0.5 - 1.0 / (2.0 * math.pi))  # ≈ 0.5838
@@ -118,7 +125,7 @@ def test_write_json_refuses_nan(tmp_path):
 @pytest.mark.parametrize("via_parser", [False, True])
 def test_main_writes_strict_json_and_png(tmp_path, capsys, via_parser):
     argv = ["--out", str(tmp_path / "out")]
-    rc = main(get_args_parser().parse_args(argv)) if via_parser else main(argv)
+    rc = main(get_args_parser().parse_args(argv)) if via_parser else cli(argv)
     assert rc == 0
 
     text = (tmp_path / "out" / "init_study.json").read_text()
@@ -140,7 +147,7 @@ def test_main_writes_strict_json_and_png(tmp_path, capsys, via_parser):
 
 
 def test_main_reports_bad_arguments(tmp_path, capsys):
-    rc = main(["--out", str(tmp_path), "--depth", "0"])
+    rc = cli(["--out", str(tmp_path), "--depth", "0"])
     assert rc == 2
     assert "depth" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

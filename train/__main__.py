@@ -12,6 +12,7 @@ import math
 import sys
 
 from train import recipe
+from train.cli import add_image_set_flags, parse_and_run
 from train.names import ARCHS, INITS
 
 
@@ -59,14 +60,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="artifacts/bn-lenet.pt", help="checkpoint path")
     p.add_argument("--resume", action="store_true", help="continue --out from its last epoch")
-    p.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        help="skip unreadable image files (with a count) instead of stopping",
-    )
-    p.add_argument(
-        "--synthetic-dir", default="artifacts/data", help="cache folder of the synthetic set"
-    )
+    add_image_set_flags(p)
     p.add_argument(
         "--series",
         default="all",
@@ -101,36 +95,14 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--lr must be a positive finite number, got {args.lr}")
     if not 0.0 <= args.ema_decay < 1.0:
         raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay}")
-    cfg = TrainConfig(
-        data=args.data,
-        model=args.model,
-        init=args.init,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        out=args.out,
-        resume=args.resume,
-        skip_bad_images=args.skip_bad_images,
-        synthetic_dir=args.synthetic_dir,
-        series=args.series,
-        outlier_exposure=args.outlier_exposure,
-        augment=args.augment,
-        schedule=args.schedule,
-        ema_decay=args.ema_decay,
-    )
-    fit(cfg)
+    # Every flag but --verbose is a TrainConfig field of the same name (a new flag that is not
+    # fails here with a TypeError).
+    fit(TrainConfig(**{k: v for k, v in vars(args).items() if k != "verbose"}))
     return 0
 
 
 def cli(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)  # before any heavy import: --help is instant
-    from train.cli import run_cli, setup_logging
-
-    setup_logging(args.verbose)
-    return run_cli(lambda: main(args), "python -m train", verbose=args.verbose)
+    return parse_and_run(get_args_parser(), main, argv)
 
 
 if __name__ == "__main__":

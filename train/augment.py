@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from train.preprocess import normalize
-from train.transforms import random_grayscale, train_batch
+from train.transforms import LUMA, random_grayscale, train_batch
 
 Stats = tuple[float, ...]
 Augment = Callable[[Tensor, torch.Generator, Stats, Stats], Tensor]  # (uint8, gen, mean, std)
@@ -41,7 +41,6 @@ class Jitter:
 
 
 PRODUCT_JITTER = Jitter()
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def _uniform(n: int, bounds: tuple[float, float], generator: torch.Generator) -> Tensor:
@@ -76,7 +75,7 @@ def colour_jitter(images: Tensor, jitter: Jitter, generator: torch.Generator) ->
     b = _uniform(n, jitter.brightness, generator).to(device).view(-1, 1, 1, 1)
     c = _uniform(n, jitter.contrast, generator).to(device).view(-1, 1, 1, 1)
     s = _uniform(n, jitter.saturation, generator).to(device).view(-1, 1, 1, 1)
-    luma_w = torch.tensor(_LUMA, device=device, dtype=images.dtype).view(1, 3, 1, 1)
+    luma_w = torch.tensor(LUMA, device=device, dtype=images.dtype).view(1, 3, 1, 1)
     out = images * b
     mean = (out * luma_w).sum(dim=1, keepdim=True).mean(dim=(2, 3), keepdim=True)
     out = (out - mean) * c + mean

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from train.atomic import atomic_open
+from train.cli import parse_and_run
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _args = get_args_parser().parse_args()
-    from train.cli import run_cli, setup_logging
-
-    setup_logging()
-    sys.exit(run_cli(lambda: main(_args), "python -m train.compare"))
+    sys.exit(parse_and_run(get_args_parser(), main))

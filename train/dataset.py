@@ -39,10 +39,10 @@ class ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device), self.paths)
 
 
-def _decode(root: Path, rel: str, size: tuple[int, int]) -> Tensor | str:
-    """The image as a uint8 tensor, or the reason it could not be read."""
+def decode_file(path: Path, size: tuple[int, int]) -> Tensor | str:
+    """The image file as a uint8 tensor, or the reason it could not be read."""
     try:
-        return to_uint8_tensor(open_image(root / rel, size), size)
+        return to_uint8_tensor(open_image(path, size), size)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         return f"{type(e).__name__}: {e}"
 
@@ -71,7 +71,7 @@ def load_images(
     with ThreadPoolExecutor(workers) as pool:
         results = list(
             tqdm(
-                pool.map(lambda rel: _decode(files.root, rel, size), paths),
+                pool.map(lambda rel: decode_file(files.root / rel, size), paths),
                 total=len(paths),
                 desc=desc,
                 unit="img",

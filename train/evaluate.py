@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from train.cli import add_image_set_flags, parse_and_run
 from train.names import SPLIT_NAMES
 
 
@@ -35,15 +36,10 @@ def evaluate_checkpoint(
     from bnfold.checkpoint import load_checkpoint
     from train.dataset import load_images
     from train.engine import evaluate
-    from train.imagefolder import DataError, scan_image_folder
+    from train.imagefolder import scan_image_folder
 
     ckpt = load_checkpoint(checkpoint)
-    files = scan_image_folder(data or ckpt.data_dir or "")
-    if files.class_names != ckpt.class_names:
-        raise DataError(
-            f"{files.root} has classes {list(files.class_names)}, the checkpoint "
-            f"{list(ckpt.class_names)}: evaluate on a folder with the same class folders"
-        )
+    files = scan_image_folder(data or ckpt.data_dir or "", ckpt.class_names)
     paths = list(files.paths) if split == "all" else ckpt.split.get(split, [])
     images = load_images(files, paths, size=ckpt.input_size, skip_bad=skip_bad_images)
     loss, acc = evaluate(ckpt.build_model(allow_folded=True), images, ckpt.mean, ckpt.std)
@@ -77,19 +73,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--synthetic-per-class", type=int, default=300, help="notes per class in that set"
     )
     p.add_argument(
-        "--synthetic-dir", default="artifacts/data", help="cache folder of the synthetic sets"
-    )
-    p.add_argument(
         "--split",
         default="all",
         choices=("all", *SPLIT_NAMES),
         help="all images of the folder, or one of the checkpoint's recorded splits",
     )
-    p.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        help="skip unreadable image files (with a count) instead of stopping; default: stop",
-    )
+    add_image_set_flags(p)
     return p
 
 
@@ -114,8 +103,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _args = get_args_parser().parse_args()
-    from train.cli import run_cli, setup_logging
-
-    setup_logging()
-    sys.exit(run_cli(lambda: main(_args), "python -m train.evaluate"))
+    sys.exit(parse_and_run(get_args_parser(), main))

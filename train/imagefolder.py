@@ -6,10 +6,9 @@ message names the folder or file and says what to do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 class DataError(ValueError):
@@ -49,8 +48,11 @@ def _class_sort_key(name: str) -> tuple[int, int, str]:
     return (0, int(name), name) if numeric else (1, 0, name)
 
 
-def scan_image_folder(root: str | Path) -> FileList:
-    """List the images of an ImageFolder tree, checking its shape (not the file contents)."""
+def scan_image_folder(root: str | Path, expected: Sequence[str] | None = None) -> FileList:
+    """List the images of an ImageFolder tree, checking its shape (not the file contents).
+
+    ``expected``: the class names a checkpoint was trained on, which the tree must have.
+    """
     root = Path(root)
     if not root.exists():
         raise DataError(f"data folder not found: {root} (pass --data DIR with DIR/<class>/*.jpg)")
@@ -67,6 +69,11 @@ def scan_image_folder(root: str | Path) -> FileList:
     if len(classes) < 2:
         raise DataError(
             f"only one class folder ({classes[0]!r}) in {root}: a classifier needs at least two"
+        )
+    if expected is not None and classes != list(expected):
+        raise DataError(
+            f"{root} has classes {classes}, the checkpoint {list(expected)}: pass a folder with "
+            "the same class folders"
         )
     paths: list[str] = []
     labels: list[int] = []

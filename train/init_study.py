@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from train.atomic import atomic_open, atomic_path
+from train.cli import parse_and_run
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +92,6 @@ class DeepMLP(nn.Module):
         return stds, None
 
 
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
-
-
 def run_condition(
     init: str,
     *,
@@ -107,7 +102,9 @@ def run_condition(
     batch: int = 16,
 ) -> dict[str, Any]:
     """One condition of the study: ``{"std": [float | None, ...], "nan_layer": int | None}``."""
-    _check_positive(depth=depth, width=width, batch=batch)
+    for name, value in (("depth", depth), ("width", width), ("batch", batch)):
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
     if batch_norm and batch < 2:
         raise ValueError(
             f"BatchNorm in training mode needs batch >= 2 (one value per channel has no "
@@ -144,11 +141,6 @@ def run_init_study(
             result["nan_layer"],
         )
     return results
-
-
-def final_std(result: dict[str, Any]) -> float | None:
-    """Std of the last layer the forward reached (None where it was not finite)."""
-    return result["std"][-1] if result["std"] else None
 
 
 def write_json(results: dict[str, dict[str, Any]], path: Path) -> None:
@@ -208,7 +200,7 @@ def summary_table(results: dict[str, dict[str, Any]]) -> str:
     """A fixed-width table: condition, layers reached, final std, nan layer."""
     rows = [f"{'condition':<12} {'layers':>6} {'final std':>12} {'nan layer':>9}"]
     for name, result in results.items():
-        last = final_std(result)
+        last = result["std"][-1] if result["std"] else None  # None: not finite
         last_text = "non-finite" if last is None else f"{last:.4g}"
         nan_text = "-" if result["nan_layer"] is None else str(result["nan_layer"])
         rows.append(f"{name:<12} {len(result['std']):>6} {last_text:>12} {nan_text:>9}")
@@ -233,18 +225,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
-    if not isinstance(args, argparse.Namespace):
-        args = get_args_parser().parse_args(args)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logger.setLevel(logging.INFO)  # our progress lines, without matplotlib's chatter
-    try:
-        results = run_init_study(
-            seed=args.seed, depth=args.depth, width=args.width, batch=args.batch
-        )
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def main(args: argparse.Namespace) -> int:
+    results = run_init_study(seed=args.seed, depth=args.depth, width=args.width, batch=args.batch)
     out = Path(args.out)
     write_json(results, out / JSON_NAME)
     plot_init_study(results, out / PNG_NAME)
@@ -253,5 +235,9 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    return parse_and_run(get_args_parser(), main, argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli())

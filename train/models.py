@@ -7,8 +7,9 @@ what the course's BN lesson (and our folding library) is about.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
-from torch import nn
+from torch import Tensor, nn
 
 from bnfold.checkpoint import TRAIN_FACTORY, ModelSpec
 from train.names import ARCHS, INITS
@@ -75,25 +76,18 @@ def _course_init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _kaiming_init(model: nn.Module) -> None:
+def _init_layers(weight_init: Callable[[Tensor], object], model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-
-
-def _normal_init(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 1.0)
+            weight_init(m.weight)
             nn.init.zeros_(m.bias)
 
 
 _INITIALISERS: dict[str, Callable[[nn.Module], None]] = {
     "default": lambda model: None,  # PyTorch's own init, applied at construction
     "course": _course_init,
-    "kaiming": _kaiming_init,
-    "normal": _normal_init,
+    "kaiming": partial(_init_layers, partial(nn.init.kaiming_normal_, nonlinearity="relu")),
+    "normal": partial(_init_layers, partial(nn.init.normal_, mean=0.0, std=1.0)),
 }
 
 

@@ -13,7 +13,7 @@ from train.preprocess import normalize
 
 CROP_PADDING = 4
 GRAYSCALE_P = 0.8
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, what PIL's convert("L") and torchvision use
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, what PIL's convert("L") and torchvision use
 
 
 def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
@@ -32,7 +32,7 @@ def random_crop(images: Tensor, padding: int, generator: torch.Generator) -> Ten
 def random_grayscale(images: Tensor, p: float, generator: torch.Generator) -> Tensor:
     """RandomGrayscale(p) on a float batch: chosen images get their luma in all 3 channels."""
     chosen = (torch.rand(images.shape[0], generator=generator) < p).to(images.device)
-    luma = torch.tensor(_LUMA, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    luma = torch.tensor(LUMA, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
     gray = (images * luma).sum(dim=1, keepdim=True).expand_as(images)
     return torch.where(chosen.view(-1, 1, 1, 1), gray, images)
 

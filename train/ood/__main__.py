@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from train.cli import parse_and_run
+
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m train.ood",
         description="Measure out-of-distribution scores of a python -m train checkpoint: "
-        "AUROC, FPR at 95%% TPR, share flagged, false-reject and accuracy among accepted, per "
+        "AUROC, FPR at 95% TPR, share flagged, false-reject and accuracy among accepted, per "
         "method; writes ood.json, ood.md and ood.png.",
     )
     p.add_argument(
@@ -32,6 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out-dir",
+        dest="out_dirs",
         action="append",
         default=[],
         metavar="DIR",
@@ -49,7 +52,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--per-kind", type=int, default=100, help="far-OOD images per kind; default: 100"
     )
     p.add_argument(
-        "--no-near", action="store_true", help="skip the near-OOD set; default: include it"
+        "--no-near",
+        dest="near",
+        action="store_false",
+        help="skip the near-OOD set; default: include it",
     )
     p.add_argument(
         "--near-dir",
@@ -89,29 +95,16 @@ def main(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else COMPARED
     for m in methods:
         components(m)
-    cfg = StudyConfig(
-        checkpoint=args.checkpoint,
-        inside=args.inside,
-        out_dirs=args.out_dir,
-        out=args.out,
-        methods=methods,
-        per_kind=args.per_kind,
-        near=not args.no_near,
-        near_dir=args.near_dir,
-        target_false_reject=args.target_false_reject,
-    )
-    _, paths = run_study(cfg)
+    # The other flags are StudyConfig fields of the same name.
+    fields = {k: v for k, v in vars(args).items() if k not in ("refit", "verbose")}
+    _, paths = run_study(StudyConfig(**{**fields, "methods": methods}))
     print((paths[1]).read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
 def cli(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)  # before heavy imports: --help is instant
-    from train.cli import run_cli, setup_logging
-
-    setup_logging(args.verbose)
-    return run_cli(lambda: main(args), "python -m train.ood", verbose=args.verbose)
+    return parse_and_run(get_args_parser(), main, argv)
 
 
 if __name__ == "__main__":

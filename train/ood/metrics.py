@@ -16,17 +16,11 @@ from torch import Tensor
 
 def _ranks(values: Tensor) -> Tensor:
     """1-based ranks of ``values``; tied values share their average rank."""
-    order = values.argsort(stable=True)
-    sorted_values = values[order]
+    ordered, order = values.sort(stable=True)
+    _, group, counts = ordered.unique_consecutive(return_inverse=True, return_counts=True)
+    last = counts.cumsum(0)  # 1-based rank of each tie group's last member
     ranks = torch.empty_like(values, dtype=torch.float64)
-    n = len(values)
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and sorted_values[j + 1] == sorted_values[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks[order] = ((2 * last - counts + 1).double() / 2)[group]
     return ranks
 
 

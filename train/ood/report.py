@@ -65,15 +65,14 @@ def write_report(report: dict[str, Any], scores: Scores, out_dir: str | Path) ->
 
 def plot_histograms(report: dict[str, Any], scores: Scores, path: Path) -> None:
     """One panel per method: in-distribution vs each OOD group, with the threshold line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure renders with Agg without touching pyplot's global backend or figure list.
+    from matplotlib.figure import Figure
 
     names = list(report["methods"])
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(5 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, m in zip(axes.flat, names, strict=False):
         groups = {"in": torch.cat([scores.inside[m][n] for n in report["reference_in"]])}
         groups.update({g: torch.cat(list(k.values())) for g, k in scores.outside[m].items()})
@@ -99,4 +98,3 @@ def plot_histograms(report: dict[str, Any], scores: Scores, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)

@@ -14,9 +14,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from train.ood.sets import CANVAS
 from train.synthetic.handling import SKIN_TONES, room, wood
-
-CANVAS = (96, 64)  # (width, height), as train.ood.sets draws
 
 
 def _to_image(pixels: np.ndarray) -> Image.Image:

@@ -70,10 +70,10 @@ class OODScorer(nn.Module):
 
     def state(self) -> dict[str, Any]:
         """The ``ood`` dict of a checkpoint, without ``calibration`` (see the module doc)."""
-        stats: dict[str, Tensor] = {
-            k: getattr(self, n).detach().clone() for k, n in self._buffers_of.items()
+        stats = {
+            k: v.detach().clone() if isinstance(v, Tensor) else torch.tensor(v)
+            for k, v in self.stats().items()
         }
-        stats.update({k: torch.tensor(v) for k, v in self._ints.items()})
         return {
             "format": OOD_FORMAT,
             "method": self.method,

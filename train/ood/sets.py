@@ -5,8 +5,7 @@
   lighting falloff and sensor noise), ``text`` (printed-page-like lines of characters) and
   ``photo`` (random crops and rescales of the natural photos that ship inside installed
   packages: matplotlib's sample data, gradio's media assets);
-- near-OOD: synthetic notes of other denominations from ``train.synthetic.ensure_near_ood``
-  when the installed generator has it;
+- near-OOD: synthetic notes of other denominations from ``train.synthetic.ensure_near_ood``;
 - any folder of images (``--out-dir``), read recursively.
 
 Every image goes through the same path a user's photo takes: a PIL RGB image, resized to the
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor
 from tqdm import tqdm
 
-from train.preprocess import INPUT_SIZE, open_image, to_uint8_tensor
+from train.dataset import decode_file
+from train.preprocess import INPUT_SIZE, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _text(rng: np.random.Generator) -> Image.Image:
     return img.resize(CANVAS, Image.Resampling.BILINEAR)
 
 
-def _photo_crops(photos: list[Image.Image]) -> Callable[[np.random.Generator], Image.Image]:
+def _photo_crops(photos: list[Image.Image]) -> Maker:
     def crop(rng: np.random.Generator) -> Image.Image:
         img = photos[int(rng.integers(len(photos)))]
         side = min(img.size) * rng.uniform(0.25, 1.0)
@@ -147,7 +147,7 @@ def _dead_leaves(rng: np.random.Generator) -> Image.Image:
 
     Used only for training negatives (outlier exposure), never in the evaluation sets.
     """
-    img = Image.new("RGB", CANVAS, tuple(int(c) for c in rng.integers(0, 256, 3)))
+    img = _solid(rng)
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(20, 120))):
         r = float(CANVAS[0] * rng.uniform(0.02, 0.3) ** 1.5)
@@ -158,8 +158,18 @@ def _dead_leaves(rng: np.random.Generator) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2))))
 
 
+Maker = Callable[[np.random.Generator], Image.Image]
+_DRAWN: dict[str, Maker] = {  # the kinds drawn from a seed alone, in draw order
+    "noise": _noise,
+    "solid": _solid,
+    "gradient": _gradient,
+    "blank": _blank,
+    "text": _text,
+}
+
+
 def _draw(
-    makers: dict[str, Callable[[np.random.Generator], Image.Image]],
+    makers: dict[str, Maker],
     per_kind: int,
     seed: int,
     size: tuple[int, int],
@@ -178,13 +188,7 @@ def far_ood(
     per_kind: int = 100, seed: int = EVAL_SEED, size: tuple[int, int] = INPUT_SIZE
 ) -> dict[str, Tensor]:
     """The far-OOD kinds as uint8 (N, 3, H, W) tensors; ``photo`` is absent with no photos."""
-    makers: dict[str, Callable[[np.random.Generator], Image.Image]] = {
-        "noise": _noise,
-        "solid": _solid,
-        "gradient": _gradient,
-        "blank": _blank,
-        "text": _text,
-    }
+    makers = dict(_DRAWN)
     photos = [Image.open(p).convert("RGB") for p in bundled_photos()]
     if photos:
         makers["photo"] = _photo_crops(photos)
@@ -207,8 +211,7 @@ def training_negatives(
     from train.ood import scenes
     from train.ood.training_photos import training_faces, training_photos
 
-    makers = {"noise": _noise, "solid": _solid, "gradient": _gradient, "blank": _blank}
-    makers |= {"text": _text, "dead-leaves": _dead_leaves, **scenes.MAKERS}
+    makers = {**_DRAWN, "dead-leaves": _dead_leaves, **scenes.MAKERS}
     drawn = _draw(makers, per_kind, seed, size)
     photos, faces = training_photos(), training_faces()
     if photos:
@@ -219,38 +222,24 @@ def training_negatives(
     return torch.cat(list(drawn.values()))
 
 
-def _image_files(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            yield path
-
-
 def folder_images(root: str | Path, size: tuple[int, int] = INPUT_SIZE) -> Tensor:
     """Every image under ``root`` (recursively) as uint8 (N, 3, H, W); unreadable ones skipped."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"--out-dir {root} is not a folder: pass a folder of images")
-    images, bad = [], 0
-    for path in _image_files(root):
-        try:
-            images.append(to_uint8_tensor(open_image(path, size), size))
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            bad += 1
-    if bad:
-        log.warning("skipped %d unreadable image(s) under %s", bad, root)
+    files = [
+        p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    ]
+    images = [t for t in (decode_file(p, size) for p in files) if not isinstance(t, str)]
+    if len(images) < len(files):
+        log.warning("skipped %d unreadable image(s) under %s", len(files) - len(images), root)
     if not images:
         raise FileNotFoundError(f"no readable images under {root}: pass a folder of images")
     return torch.stack(images)
 
 
-def near_ood(
-    cache_dir: str | Path | None = None, size: tuple[int, int] = INPUT_SIZE
-) -> Tensor | None:
-    """Synthetic other-denomination notes (5/10/20/50 yuan), or None if the generator lacks them."""
-    try:
-        from train.synthetic import ensure_near_ood
-    except ImportError:
-        log.warning("near-OOD skipped: train.synthetic has no ensure_near_ood in this version")
-        return None
-    root = ensure_near_ood(cache_dir) if cache_dir is not None else ensure_near_ood()
-    return folder_images(root, size)
+def near_ood(cache_dir: str | Path | None = None, size: tuple[int, int] = INPUT_SIZE) -> Tensor:
+    """Synthetic other-denomination notes (5/10/20/50 yuan), cached under ``cache_dir``."""
+    from train.synthetic import ensure_near_ood
+
+    return folder_images(ensure_near_ood(cache_dir), size)

@@ -57,27 +57,17 @@ def training_splits(ckpt: Checkpoint) -> dict[str, ImageSet]:
     return {name: subset(images, ckpt.split[name]) for name in ("train", "valid", "test")}
 
 
-def labelled_folder(root: str, ckpt: Checkpoint) -> ImageSet:
-    """An in-distribution ImageFolder (e.g. the course photos) with the checkpoint's classes."""
-    files = scan_image_folder(root)
-    if list(files.class_names) != list(ckpt.class_names):
-        raise DataError(
-            f"--in {root} has classes {list(files.class_names)}, the checkpoint "
-            f"{list(ckpt.class_names)}: pass a folder with the same class folders"
-        )
-    return load_images(files, list(files.paths), size=tuple(ckpt.input_size), desc=root)
-
-
 def build_sets(cfg: StudyConfig, ckpt: Checkpoint, splits: dict[str, ImageSet]) -> EvalSets:
     size = tuple(ckpt.input_size)
     inside = {"valid": splits["valid"], "test": splits["test"]}
-    for root in cfg.inside:
-        inside[Path(root).name or root] = labelled_folder(root, ckpt)
+    for root in cfg.inside:  # labelled in-distribution folders, e.g. the course photos
+        files = scan_image_folder(root, ckpt.class_names)
+        inside[Path(root).name or root] = load_images(
+            files, list(files.paths), size=size, desc=root
+        )
     outside = {"far": ood_sets.far_ood(cfg.per_kind, size=size)}
     if cfg.near:
-        near = ood_sets.near_ood(cfg.near_dir, size)
-        if near is not None:
-            outside["near"] = {"other denominations": near}
+        outside["near"] = {"other denominations": ood_sets.near_ood(cfg.near_dir, size)}
     for root in cfg.out_dirs:
         outside[Path(root).name or root] = {"images": ood_sets.folder_images(root, size)}
     return EvalSets(inside, outside)

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 # (tapped module, channels) in forward order; conv taps are (N, C, H, W), bn3's is (N, 120).
 CONV_TAPS = (("bn1", 6), ("bn2", 16))
-PENULTIMATE_DIM = 84
 
 
 @dataclass

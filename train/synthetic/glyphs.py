@@ -61,10 +61,8 @@ _GLYPH_SMALL: tuple[tuple[Box, ...], ...] = (  # 中国人民银行: generic blo
 
 def digit_one(pen: Pen, b: Box, fill: Color) -> None:
     pen.strokes(b, ((0.42, 0.0, 0.68, 1.0), (0.22, 0.88, 0.88, 1.0)), fill)
-    u0, v0, u1, v1 = b
-    w, h = u1 - u0, v1 - v0
     flag = [(0.42, 0.0), (0.68, 0.0), (0.6, 0.2), (0.15, 0.32), (0.15, 0.2)]
-    pen.poly([(u0 + x * w, v0 + y * h) for x, y in flag], fill)
+    pen.poly([pen.within(b, x, y) for x, y in flag], fill)
 
 
 def _digit_zero(pen: Pen, b: Box, fill: Color, paper: Color) -> None:
@@ -76,10 +74,8 @@ def _digit_zero(pen: Pen, b: Box, fill: Color, paper: Color) -> None:
 
 def _digit_two(pen: Pen, b: Box, fill: Color) -> None:
     pen.strokes(b, ((0.1, 0.0, 0.9, 0.17), (0.7, 0.0, 0.92, 0.45), (0.05, 0.83, 0.95, 1.0)), fill)
-    u0, v0, u1, v1 = b
-    w, h = u1 - u0, v1 - v0
     diagonal = [(0.7, 0.38), (0.92, 0.45), (0.3, 0.86), (0.05, 0.86)]
-    pen.poly([(u0 + x * w, v0 + y * h) for x, y in diagonal], fill)
+    pen.poly([pen.within(b, x, y) for x, y in diagonal], fill)
 
 
 def _digit_five(pen: Pen, b: Box, fill: Color) -> None:

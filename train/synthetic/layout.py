@@ -76,7 +76,7 @@ def _watermark(pen: Pen, b: Box, design: NoteDesign, rng: np.random.Generator) -
         flower(pen, cu, cv, 0.04, ghost, ghost, 5)
 
 
-def _numeral(pen: Pen, design: NoteDesign, b: Box, fill: Color, rng: np.random.Generator) -> None:
+def _numeral(pen: Pen, design: NoteDesign, b: Box, fill: Color) -> None:
     """The denomination in box ``b``, narrowed for short numbers so digits keep their shape."""
     u0, v0, u1, v1 = b
     width = (u1 - u0) * len(design.value) / 3.0
@@ -84,10 +84,8 @@ def _numeral(pen: Pen, design: NoteDesign, b: Box, fill: Color, rng: np.random.G
     numeral(pen, design.value, (u0, v0, u0 + max(width, 0.05), v1), fill)
 
 
-def _front_5(design: NoteDesign, rng: np.random.Generator) -> Image.Image:
+def _front_5(pen: Pen, design: NoteDesign, rng: np.random.Generator) -> None:
     """5th series front: watermark area left, flower, numerals, one portrait on the right."""
-    img = _base(design, rng)
-    pen = Pen(img, rng)
     ink, mid, light = design.ink, design.mid, design.light
     if design.watermark:
         _watermark(pen, (0.03, 0.05, 0.25, 0.8), design, rng)
@@ -101,14 +99,14 @@ def _front_5(design: NoteDesign, rng: np.random.Generator) -> Image.Image:
     pen.strokes((0.3, 0.2, 0.36, 0.33), GLYPH_YI, (*ink, 220))
     pen.strokes((0.38, 0.2, 0.44, 0.33), GLYPH_YUAN, (*ink, 220))
     # Large numeral lower left: the first thing a 32×32 view shows besides the portrait.
-    _numeral(pen, design, (0.04, 0.66, 0.27, 0.92), (*ink, int(rng.uniform(180, 255))), rng)
+    _numeral(pen, design, (0.04, 0.66, 0.27, 0.92), (*ink, int(rng.uniform(180, 255))))
     if design.edition in ("1999", "2005"):
-        _numeral(pen, design, (0.05, 0.06, 0.14, 0.2), ink, rng)
+        _numeral(pen, design, (0.05, 0.06, 0.14, 0.2), ink)
     if design.colour_shift:
         shift = tuple(
             int(a + rng.uniform(0, 1) * (b - a)) for a, b in zip(_GOLD, _GREEN_SHIFT, strict=True)
         )
-        _numeral(pen, design, (0.3, 0.45, 0.54, 0.78), (*shift, 240), rng)
+        _numeral(pen, design, (0.3, 0.45, 0.54, 0.78), (*shift, 240))
     if design.thread:
         pen.nudge()
         x = rng.uniform(0.5, 0.56)
@@ -117,16 +115,12 @@ def _front_5(design: NoteDesign, rng: np.random.Generator) -> Image.Image:
     portrait_front(pen, (0.56, 0.05, 0.9, 0.97), ink, mid, light, rng)
     pen.nudge()  # the right strip: a small numeral and a band of pattern
     pen.rect((0.9, 0.04, 0.97, 0.96), (*mid, int(rng.uniform(60, 180))))
-    _numeral(pen, design, (0.9, 0.08, 0.97, 0.2), ink, rng)
+    _numeral(pen, design, (0.9, 0.08, 0.97, 0.2), ink)
     serial(pen, rng, 0.05, 0.9 if design.edition < "2015" else 0.6, (*ink, 255))
-    margin(pen, rng, (*(min(255, c + 30) for c in design.tint),))
-    return img
 
 
-def _front_4(design: NoteDesign, rng: np.random.Generator) -> Image.Image:
+def _front_4(pen: Pen, design: NoteDesign, rng: np.random.Generator) -> None:
     """4th series front (other than 1 and 100 yuan): emblem, numerals, heads on the right."""
-    img = _base(design, rng)
-    pen = Pen(img, rng)
     ink, mid, light = design.ink, design.mid, design.light
     if design.watermark:
         _watermark(pen, (0.03, 0.05, 0.22, 0.7), design, rng)
@@ -140,17 +134,13 @@ def _front_4(design: NoteDesign, rng: np.random.Generator) -> Image.Image:
     profile_heads(pen, (0.5, 0.06, 0.88, 0.8), heads, ink, mid, light, rng)
     pen.nudge()
     pen.rect((0.04, 0.78, 0.96, 0.92), (*ink, int(rng.uniform(160, 240))))  # dark bottom band
-    _numeral(pen, design, (0.06, 0.62, 0.24, 0.8), ink, rng)
-    _numeral(pen, design, (0.8, 0.1, 0.96, 0.3), ink, rng)
+    _numeral(pen, design, (0.06, 0.62, 0.24, 0.8), ink)
+    _numeral(pen, design, (0.8, 0.1, 0.96, 0.3), ink)
     serial(pen, rng, 0.55, 0.82, light)
-    margin(pen, rng, (*(min(255, c + 30) for c in design.tint),))
-    return img
 
 
-def _back(design: NoteDesign, rng: np.random.Generator) -> Image.Image:
+def _back(pen: Pen, design: NoteDesign, rng: np.random.Generator) -> None:
     """A back: the landscape or building, numerals in the corners, the watermark area opposite."""
-    img = _base(design, rng)
-    pen = Pen(img, rng)
     ink, mid, light = design.ink, design.mid, design.light
     right = 0.76 if design.watermark else 0.92
     scene(pen, design.motif, (0.2, 0.14, right, 0.84), ink, mid, light, rng)
@@ -158,20 +148,19 @@ def _back(design: NoteDesign, rng: np.random.Generator) -> Image.Image:
         _watermark(pen, (0.77, 0.05, 0.97, 0.8), design, rng)
     pen.nudge()
     text_row(pen, 0.3, 0.6, 0.05, 0.12, ink)
-    _numeral(pen, design, (0.04, 0.08, 0.26, 0.34), ink, rng)  # the big numeral, upper left
+    _numeral(pen, design, (0.04, 0.08, 0.26, 0.34), ink)  # the big numeral, upper left
     corner = (0.6, 0.84, 0.76, 0.97) if design.series == 5 else (0.78, 0.7, 0.95, 0.92)
-    _numeral(pen, design, corner, (*ink, 230), rng)
+    _numeral(pen, design, corner, (*ink, 230))
     pen.nudge()
     pen.rect((0.04, 0.4, 0.19, 0.9), (*mid, int(rng.uniform(90, 200))))  # the left ornament
     pen.hatch((0.04, 0.4, 0.19, 0.9), (*ink, 90), spacing=0.012)
-    margin(pen, rng, (*(min(255, c + 30) for c in design.tint),))
-    return img
 
 
 def draw_design(design: NoteDesign, rng: np.random.Generator) -> Image.Image:
     """The unphotographed note face of ``design`` (NOTE_SIZE, RGB), varied by ``rng``."""
-    if design.face == "back":
-        return _back(design, rng)
-    if design.series == 5:
-        return _front_5(design, rng)
-    return _front_4(design, rng)
+    img = _base(design, rng)
+    pen = Pen(img, rng)
+    face = _back if design.face == "back" else _front_5 if design.series == 5 else _front_4
+    face(pen, design, rng)
+    margin(pen, rng, (*(min(255, c + 30) for c in design.tint),))
+    return img

@@ -44,9 +44,7 @@ class Pen:
         return ((u + self.du) * self.w, (v + self.dv) * self.h)
 
     def box(self, b: Box) -> tuple[float, float, float, float]:
-        x0, y0 = self.xy(b[0], b[1])
-        x1, y1 = self.xy(b[2], b[3])
-        return (x0, y0, x1, y1)
+        return (*self.xy(b[0], b[1]), *self.xy(b[2], b[3]))
 
     def rect(self, b: Box, fill: Color) -> None:
         self.draw.rectangle(self.box(b), fill=self.ink(fill))
@@ -71,14 +69,9 @@ class Pen:
 
     def strokes(self, b: Box, rects: Sequence[Box], fill: Color) -> None:
         """Rectangles given in units of box ``b``: a blocky glyph."""
-        u0, v0, u1, v1 = b
         for r in rects:
-            self.rect(
-                (
-                    u0 + r[0] * (u1 - u0),
-                    v0 + r[1] * (v1 - v0),
-                    u0 + r[2] * (u1 - u0),
-                    v0 + r[3] * (v1 - v0),
-                ),
-                fill,
-            )
+            self.rect((*self.within(b, r[0], r[1]), *self.within(b, r[2], r[3])), fill)
+
+    def within(self, b: Box, x: float, y: float) -> tuple[float, float]:
+        """The point (``x``, ``y``) given in units of box ``b``, in note units."""
+        return (b[0] + x * (b[2] - b[0]), b[1] + y * (b[3] - b[1]))

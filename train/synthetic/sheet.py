@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from train.cli import parse_and_run
 from train.synthetic.photo import IMAGE_SIZE
 from train.synthetic.render import (
     CLASSES,
@@ -65,7 +66,6 @@ def main(args: argparse.Namespace) -> int:
     if args.seed < 0 or args.per_row < 1:
         raise ValueError("--seed must be >= 0 and --per-row >= 1")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         contact_sheet(args.seed, args.per_row).save(tmp, "PNG")
     print(f"wrote {out}")
@@ -73,7 +73,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _args = get_args_parser().parse_args()
-    from train.cli import run_cli
-
-    sys.exit(run_cli(lambda: main(_args), "python -m train.synthetic.sheet"))
+    sys.exit(parse_and_run(get_args_parser(), main))
