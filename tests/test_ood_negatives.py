@@ -61,5 +61,5 @@ def test_training_negatives_need_no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     negatives = training_negatives(per_kind=2)
-    kinds = 10 + (4 + 1 if data_dir() is not None else 0)  # photo kind counts 4x, faces 1x
+    kinds = 11 + (4 + 1 if data_dir() is not None else 0)  # photo kind counts 4x, faces 1x
     assert negatives.shape == (2 * kinds, 3, 32, 32) and negatives.dtype == torch.uint8
