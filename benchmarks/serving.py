@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -139,22 +138,6 @@ def _command(target: str, args: argparse.Namespace, folded: Path) -> list[str]:
     return [py, "-m", "serve", *common, "--replicas", str(args.replicas), "--ingress", ingress]
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} server exited with {proc.returncode}: see {log}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer in {READY_TIMEOUT_S} s: see {log}")
-
-
 def _namespace_pids() -> list[int]:
     """Every other process in this (private) network namespace: the server under test."""
     own = os.readlink("/proc/self/ns/net")
@@ -173,7 +156,7 @@ def bench_target(
     target: str, args: argparse.Namespace, folded: Path, images: list[bytes], levels: list[int]
 ) -> list[Any]:
     from benchmarks.load import gradio_sender, run_load, serve_sender
-    from demo.process import stop
+    from demo.process import start_server, stop
 
     base = f"http://127.0.0.1:{TARGETS[target][0]}"
     ready = {"plain": f"{base}/gradio_api/info", "app": f"{base}/gradio_api/info"}
@@ -184,14 +167,11 @@ def bench_target(
         "serve-proxy": serve_sender(base),
     }[target]
     log = Path(args.out) / f"serving-{target}.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            _command(target, args, folded), stdout=out, stderr=subprocess.STDOUT, env=env
-        )
+    command, ready_url = _command(target, args, folded), ready.get(target, f"{base}/healthz")
+    env = {"OMP_NUM_THREADS": "1"}
+    proc = start_server(command, log, ready_url, env=env, timeout_s=READY_TIMEOUT_S)
     results = []
     try:
-        _wait_ready(proc, ready.get(target, f"{base}/healthz"), log)
         asyncio.run(run_load(target, send, images, concurrency=4, requests=40))  # warm up
         for c in levels:
             result = asyncio.run(
