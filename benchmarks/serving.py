@@ -36,17 +36,13 @@ READY_TIMEOUT_S = 180
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from demo.artifacts import add_artifact_flags
+    from demo.flags import bounded
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.serving", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--checkpoint",
-        default="artifacts/bn-lenet.pt",
-        help="checkpoint (default: artifacts/bn-lenet.pt)",
-    )
-    parser.add_argument(
-        "--onnx-dir", default="artifacts/onnx", help="ONNX folder (default: artifacts/onnx)"
-    )
+    add_artifact_flags(parser, "the proven ONNX files")
     parser.add_argument(
         "--data",
         default=os.environ.get("RMB_DATA_DIR", ""),
@@ -54,7 +50,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--requests",
-        type=int,
+        type=bounded(int, 1, 10_000),
         default=DEFAULT_REQUESTS,
         help=f"requests per target and concurrency (default: {DEFAULT_REQUESTS})",
     )
@@ -86,8 +82,6 @@ def _check_args(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     unknown = set(targets) - set(TARGETS)
     if unknown or not targets:
         raise ValueError(f"--targets must be some of {','.join(TARGETS)}, got {args.targets!r}")
-    if not 1 <= args.requests <= 10_000:
-        raise ValueError(f"--requests must be 1..10000, got {args.requests}")
     if not args.data or not Path(args.data).is_dir():
         raise ValueError("--data must be the photo folder (DIR/<class>/*.jpg) or set RMB_DATA_DIR")
     return levels, targets
