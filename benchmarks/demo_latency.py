@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.runtimes.timing import percentiles_ms
+from export.runtimes.timing import Samples, summarise
 
 TARGET_P50_MS = 250.0
 
@@ -63,10 +63,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
-    p50, p90 = percentiles_ms(np.array(seconds))
+    stats = summarise(Samples([seconds]))
     return {
-        "p50_ms": round(p50, 1),
-        "p90_ms": round(p90, 1),
+        "p50_ms": round(1e3 * stats.median_s, 1),
+        "p90_ms": round(1e3 * stats.p90_s, 1),
         "mean_ms": round(1e3 * float(np.mean(seconds)), 1),
         "n": len(seconds),
     }
