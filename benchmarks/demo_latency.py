@@ -25,27 +25,22 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export.runtimes.timing import percentiles_ms
-
-if TYPE_CHECKING:
-    from bnfold.checkpoint import Checkpoint
+from export.runtimes.timing import Samples, summarise
 
 TARGET_P50_MS = 250.0
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from demo.artifacts import add_artifact_flags
+
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.demo_latency",
         description="Round-trip latency of /classify through gradio_client.",
     )
-    p.add_argument(
-        "--checkpoint", default="artifacts/bn-lenet.pt", help="default: artifacts/bn-lenet.pt"
-    )
-    p.add_argument("--onnx-dir", default="artifacts/onnx", help="default: artifacts/onnx")
+    add_artifact_flags(p, "the proven ONNX files")
     p.add_argument(
         "--url",
         default=None,
@@ -54,8 +49,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--photo",
         default=None,
-        help="image to send (default: the first held-out photo of the checkpoint, else a "
-        "synthetic note)",
+        help="image to send (default: the page's first example: a held-out photo of the "
+        "checkpoint, else a synthetic note)",
     )
     p.add_argument("--requests", type=int, default=50, help="timed requests (default: 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed requests first (default: 5)")
@@ -67,24 +62,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def pick_photo(ckpt: Checkpoint, folder: Path) -> Path:
-    """The first held-out photo that still exists, else a synthetic note written to ``folder``."""
-    data_dir = Path(ckpt.data_dir or "")
-    for rel in ckpt.split.get("test", []):
-        if (data_dir / rel).is_file():
-            return data_dir / rel
-    from train.synthetic import render_jpeg
-
-    path = folder / "synthetic_note.jpg"
-    path.write_bytes(render_jpeg(0, 0, 0))
-    return path
-
-
 def summary(seconds: list[float]) -> dict[str, float]:
-    p50, p90 = percentiles_ms(np.array(seconds))
+    stats = summarise(Samples([seconds]))
     return {
-        "p50_ms": round(p50, 1),
-        "p90_ms": round(p90, 1),
+        "p50_ms": round(1e3 * stats.median_s, 1),
+        "p90_ms": round(1e3 * stats.p90_s, 1),
         "mean_ms": round(1e3 * float(np.mean(seconds)), 1),
         "n": len(seconds),
     }
@@ -129,6 +111,7 @@ def main(args: argparse.Namespace) -> int:
     from bnfold.atomic import atomic_write_bytes
     from bnfold.checkpoint import load_checkpoint
     from demo.artifacts import ArtifactError, find_artifacts
+    from demo.examples import prepare_examples
     from demo.inference import DEFAULT_RUNS
 
     try:
@@ -137,11 +120,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"python -m benchmarks.demo_latency: {e}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="rmb-demo-bench-") as tmp:
-        photo = (
-            Path(args.photo)
-            if args.photo
-            else pick_photo(load_checkpoint(found.checkpoint), Path(tmp))
-        )
+        ckpt = load_checkpoint(found.checkpoint)
+        photo = Path(args.photo) if args.photo else prepare_examples(ckpt, tmp, per_class=1)[0]
         proc = None
         url = args.url
         if url is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -121,14 +121,7 @@ class FlopCount:
         return self.total / self.batch
 
     def to_dict(self) -> dict:
-        return {
-            "total": self.total,
-            "batch": self.batch,
-            "per_image": self.per_image,
-            "by_module": dict(self.by_module),
-            "by_kind": dict(self.by_kind),
-            "uncounted": list(self.uncounted),
-        }
+        return {**asdict(self), "per_image": self.per_image}
 
 
 def _formula(module: nn.Module) -> tuple[str, _Formula] | None:

@@ -410,7 +410,6 @@ def main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
     rows = []
     for name in args.models:

@@ -59,14 +59,9 @@ def cuda_reason() -> str | None:
     """
     if not Path("/dev/nvidiactl").exists() and shutil.which("nvidia-smi") is None:
         return "no NVIDIA driver on this host (no /dev/nvidiactl, no nvidia-smi)"
-    import torch
+    from export.runtimes.torch_runner import torch_cuda_unavailable
 
-    if not torch.cuda.is_available():
-        built = torch.version.cuda
-        return f"torch.cuda.is_available() is False (torch {torch.__version__}, " + (
-            f"built for CUDA {built})" if built else "a CPU-only build)"
-        )
-    return None
+    return torch_cuda_unavailable()
 
 
 def install_stamp(venv: Path, pyproject: Path) -> Path:

@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +47,7 @@ class Profile:
         return sum(o.us for o in self.ops)
 
     def to_dict(self) -> dict:
-        return {
-            "label": self.label,
-            "batch": self.batch,
-            "total_us": self.total_us,
-            "ops_us": self.ops_us,
-            "ops": [vars(o) for o in self.ops],
-        }
+        return {**asdict(self), "ops_us": self.ops_us}
 
 
 def _runs_for(batch: int, budget_s: float, per_image_s: float = 50e-6) -> int:

@@ -82,12 +82,10 @@ def measure_peak(size: int = DEFAULT_SIZE, repeats: int = DEFAULT_REPEATS) -> Pe
     One and two threads are the compute floor's rates (:mod:`benchmarks.floor`): what a
     one- or two-thread variant could reach at best.
     """
-    default = torch.get_num_threads()
+    from export.runtimes.torch_runner import torch_threads
+
     rates = {}
-    try:
-        for threads in sorted({1, min(2, os.cpu_count() or 1), default}):
-            torch.set_num_threads(threads)
+    for threads in sorted({1, min(2, os.cpu_count() or 1), torch.get_num_threads()}):
+        with torch_threads(threads):
             rates[threads] = best_sgemm_rate(size, repeats)
-    finally:
-        torch.set_num_threads(default)
     return Peak(size, repeats, rates)

@@ -35,15 +35,9 @@ def latency_figure(result: SweepResult) -> Figure:
     ax.set_xticks(list(sizes), [str(b) for b in sizes])
     ax.set_xlabel("batch size (images)")
     ax.set_ylabel("median latency per call (ms)")
-    load = result.meta.get("load_average_before") or []
-    ax.set_title(
-        "BN-LeNet inference latency"
-        + (
-            f" (load average {load[0]:.1f} on {result.meta.get('logical_cpus')} CPUs)"
-            if load
-            else ""
-        )
-    )
+    load, cpus = result.meta.get("load_average_before") or [], result.meta.get("logical_cpus")
+    where = f" (load average {load[0]:.1f} on {cpus} CPUs)" if load else ""
+    ax.set_title(f"BN-LeNet inference latency{where}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig

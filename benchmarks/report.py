@@ -97,49 +97,51 @@ def _speedup_text(cell: Cell) -> str:
     return f"×{s.value:.1f} [{s.p10:.1f}–{s.p90:.1f}] ({cell.variant.name})"
 
 
+def _target(name: str, goal: str, found: tuple[str, bool] | None, missing: str) -> Target:
+    """``found`` (what was measured, whether it meets the goal), else ``missing``: not measured."""
+    return Target(name, goal, *(found or (missing, None)))
+
+
 def targets(result: SweepResult) -> list[Target]:
     """The issue's CPU goals, each with what this run measured."""
-    out = []
     batch1 = [c for c in _ran(result, 1) if c.variant.folded and c.variant.exact]
-    if batch1:
-        best = max(batch1, key=lambda c: c.speedup.value)
-        met = best.speedup.value >= BATCH1_SPEEDUP_GOAL
-        out.append(
-            Target(
-                "batch 1 speed-up",
-                f">= {BATCH1_SPEEDUP_GOAL:g}× eager unfolded",
-                _speedup_text(best),
-                met,
-            )
-        )
-    else:
-        out.append(
-            Target("batch 1 speed-up", f">= {BATCH1_SPEEDUP_GOAL:g}×", "batch 1 not run", None)
-        )
+    best = max(batch1, key=lambda c: c.speedup.value, default=None)
+    found = best and (_speedup_text(best), best.speedup.value >= BATCH1_SPEEDUP_GOAL)
+    goal = f">= {BATCH1_SPEEDUP_GOAL:g}× eager unfolded"
+    out = [_target("batch 1 speed-up", goal, found, "batch 1 not run")]
     big = [c for c in _ran(result, 256) if c.variant.exact]  # an fp32 peak for fp32 work
-    if big:
-        best = max(big, key=lambda c: peak_fraction(result, c) or 0.0)
+    best = max(big, key=lambda c: peak_fraction(result, c) or 0.0, default=None)
+    found = None
+    if best:
         frac = peak_fraction(result, best) or 0.0
         text = f"{100 * frac:.0f}% ({gflops(result, best):.1f} GFLOP/s, {best.variant.name})"
-        out.append(
-            Target(
-                "batch 256 share of sgemm peak",
-                f">= {100 * BATCH256_PEAK_GOAL:.0f}%",
-                text,
-                frac >= BATCH256_PEAK_GOAL,
-            )
-        )
-    else:
-        out.append(Target("batch 256 share of sgemm peak", ">= 40%", "batch 256 not run", None))
+        found = (text, frac >= BATCH256_PEAK_GOAL)
+    goal = f">= {100 * BATCH256_PEAK_GOAL:.0f}%"
+    out += [_target("batch 256 share of sgemm peak", goal, found, "batch 256 not run")]
     out.append(ood_cost_target(result))
     for family, goal in FOLD_GAIN_GOALS.items():
         pair = result.fold_pairs.get((family, 1))
+        found = pair and (_ratio_text(pair), pair.value >= goal)
         name = f"batch 1 folded vs unfolded, {family}"
-        if pair is None:
-            out.append(Target(name, f">= {goal:g}×", "not run", None))
-            continue
-        out.append(Target(name, f">= {goal:g}×", _ratio_text(pair), pair.value >= goal))
-    out += _issue11_targets(result)
+        out.append(_target(name, f">= {goal:g}×", found, "not run"))
+    # Issue 11: batch 1 within 1.5× of the floor; int8 >= 1.5× fp32 at batch 256, same runtime.
+    exact1 = [c for c in _ran(result, 1) if c.variant.exact]
+    best = _fastest(exact1) if exact1 else None
+    found = None
+    if best:
+        r = floor_ratios(result, best)[1]
+        text = f"{r:.2f}× ({best.variant.name}, {1e6 * best.stats.median_s:.1f} µs)"
+        found = (text, r <= FLOOR_BATCH1_GOAL)
+    name = "batch 1 fastest fp32 variant vs the 1-thread floor"
+    out.append(_target(name, f"<= {FLOOR_BATCH1_GOAL:g}×", found, "batch 1 not run"))
+    pairs = {f: r for (f, b), r in result.int8_pairs.items() if b == 256}
+    family = max(pairs, key=lambda f: pairs[f].value, default=None)
+    found = family and (
+        f"{_ratio_text(pairs[family])} ({family})",
+        pairs[family].value >= INT8_GAIN_GOAL,
+    )
+    name, missing = "batch 256 int8 vs fp32 folded, same runtime", "no int8 pair at batch 256"
+    out.append(_target(name, f">= {INT8_GAIN_GOAL:g}×", found, missing))
     if result.fold_pairs:
         worst_key = min(result.fold_pairs, key=lambda k: result.fold_pairs[k].value)
         worst = result.fold_pairs[worst_key]
@@ -149,35 +151,8 @@ def targets(result: SweepResult) -> list[Target]:
             if slower
             else f"none; lowest {_ratio_text(worst)} ({worst_key[0]} @ batch {worst_key[1]})"
         )
-        out.append(
-            Target(
-                "folded never slower beyond noise", "p90 of per-round ratio >= 1", text, not slower
-            )
-        )
-    return out
-
-
-def _issue11_targets(result: SweepResult) -> list[Target]:
-    """Batch 1 within 1.5× of the floor; int8 ≥ 1.5× fp32 at batch 256 in the same runtime."""
-    out = []
-    exact1 = [c for c in _ran(result, 1) if c.variant.exact]
-    name = "batch 1 fastest fp32 variant vs the 1-thread floor"
-    if exact1:
-        best = _fastest(exact1)
-        r = floor_ratios(result, best)[1]
-        text = f"{r:.2f}× ({best.variant.name}, {1e6 * best.stats.median_s:.1f} µs)"
-        out.append(Target(name, f"<= {FLOOR_BATCH1_GOAL:g}×", text, r <= FLOOR_BATCH1_GOAL))
-    else:
-        out.append(Target(name, f"<= {FLOOR_BATCH1_GOAL:g}×", "batch 1 not run", None))
-    pairs = {f: r for (f, b), r in result.int8_pairs.items() if b == 256}
-    name = "batch 256 int8 vs fp32 folded, same runtime"
-    if pairs:
-        family = max(pairs, key=lambda f: pairs[f].value)
-        r = pairs[family]
-        text = f"{_ratio_text(r)} ({family})"
-        out.append(Target(name, f">= {INT8_GAIN_GOAL:g}×", text, r.value >= INT8_GAIN_GOAL))
-    else:
-        out.append(Target(name, f">= {INT8_GAIN_GOAL:g}×", "no int8 pair at batch 256", None))
+        goal = "p90 of per-round ratio >= 1"
+        out.append(Target("folded never slower beyond noise", goal, text, not slower))
     return out
 
 

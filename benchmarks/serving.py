@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -37,17 +36,13 @@ READY_TIMEOUT_S = 180
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from demo.artifacts import add_artifact_flags
+    from demo.flags import bounded
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.serving", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--checkpoint",
-        default="artifacts/bn-lenet.pt",
-        help="checkpoint (default: artifacts/bn-lenet.pt)",
-    )
-    parser.add_argument(
-        "--onnx-dir", default="artifacts/onnx", help="ONNX folder (default: artifacts/onnx)"
-    )
+    add_artifact_flags(parser, "the proven ONNX files")
     parser.add_argument(
         "--data",
         default=os.environ.get("RMB_DATA_DIR", ""),
@@ -55,7 +50,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--requests",
-        type=int,
+        type=bounded(int, 1, 10_000),
         default=DEFAULT_REQUESTS,
         help=f"requests per target and concurrency (default: {DEFAULT_REQUESTS})",
     )
@@ -87,8 +82,6 @@ def _check_args(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     unknown = set(targets) - set(TARGETS)
     if unknown or not targets:
         raise ValueError(f"--targets must be some of {','.join(TARGETS)}, got {args.targets!r}")
-    if not 1 <= args.requests <= 10_000:
-        raise ValueError(f"--requests must be 1..10000, got {args.requests}")
     if not args.data or not Path(args.data).is_dir():
         raise ValueError("--data must be the photo folder (DIR/<class>/*.jpg) or set RMB_DATA_DIR")
     return levels, targets
@@ -139,22 +132,6 @@ def _command(target: str, args: argparse.Namespace, folded: Path) -> list[str]:
     return [py, "-m", "serve", *common, "--replicas", str(args.replicas), "--ingress", ingress]
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} server exited with {proc.returncode}: see {log}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer in {READY_TIMEOUT_S} s: see {log}")
-
-
 def _namespace_pids() -> list[int]:
     """Every other process in this (private) network namespace: the server under test."""
     own = os.readlink("/proc/self/ns/net")
@@ -173,7 +150,7 @@ def bench_target(
     target: str, args: argparse.Namespace, folded: Path, images: list[bytes], levels: list[int]
 ) -> list[Any]:
     from benchmarks.load import gradio_sender, run_load, serve_sender
-    from demo.process import stop
+    from demo.process import start_server, stop
 
     base = f"http://127.0.0.1:{TARGETS[target][0]}"
     ready = {"plain": f"{base}/gradio_api/info", "app": f"{base}/gradio_api/info"}
@@ -184,14 +161,11 @@ def bench_target(
         "serve-proxy": serve_sender(base),
     }[target]
     log = Path(args.out) / f"serving-{target}.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            _command(target, args, folded), stdout=out, stderr=subprocess.STDOUT, env=env
-        )
+    command, ready_url = _command(target, args, folded), ready.get(target, f"{base}/healthz")
+    env = {"OMP_NUM_THREADS": "1"}
+    proc = start_server(command, log, ready_url, env=env, timeout_s=READY_TIMEOUT_S)
     results = []
     try:
-        _wait_ready(proc, ready.get(target, f"{base}/healthz"), log)
         asyncio.run(run_load(target, send, images, concurrency=4, requests=40))  # warm up
         for c in levels:
             result = asyncio.run(

@@ -21,6 +21,7 @@ from typing import Any
 
 def get_args_parser() -> argparse.ArgumentParser:
     from demo.artifacts import add_artifact_flags
+    from demo.flags import bounded, image_folder
 
     parser = argparse.ArgumentParser(
         prog="python -m demo",
@@ -28,48 +29,41 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     add_artifact_flags(parser, "<stem>.unfolded.onnx and <stem>.folded.onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    parser.add_argument(
+        "--port", type=bounded(int, 1, 65535), default=7860, help="port to serve on (default: 7860)"
+    )
     parser.add_argument(
         "--share", action="store_true", help="also open a public gradio.live link (default: off)"
     )
     parser.add_argument(
         "--data",
+        type=image_folder,
         default=None,
         help="image folder for the example photos (default: the checkpoint's data folder, else "
         "synthetic notes)",
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=bounded(int, 1),
         default=1,
         help="CPU threads for PyTorch and ONNX Runtime (default: 1, fastest for batch 1)",
     )
     parser.add_argument(
-        "--max-upload-mb", type=float, default=10.0, help="largest upload in MiB (default: 10)"
+        "--max-upload-mb",
+        type=bounded(float, 0, above=True),
+        default=10.0,
+        help="largest upload in MiB (default: 10)",
     )
     parser.add_argument(
         "--cpu-only", action="store_true", help="do not try CUDA even if present (default: off)"
     )
     parser.add_argument(
         "--upload-max-age-s",
-        type=int,
+        type=bounded(int, 1),
         default=3600,
         help="delete uploads from Gradio's cache once this old, checked as often (default: 3600)",
     )
     return parser
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be 1..65535, got {args.port}")
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
-    if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
-    if args.upload_max_age_s < 1:
-        raise ValueError(f"--upload-max-age-s must be at least 1, got {args.upload_max_age_s}")
-    if args.data is not None and not Path(args.data).is_dir():
-        raise ValueError(f"--data {args.data} is not a folder (expected DIR/<class>/*.jpg)")
 
 
 def serve(args: argparse.Namespace, examples_dir: Path) -> None:
@@ -128,7 +122,6 @@ def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:
     # SIGTERM (a service manager, `kill`) ends the server as Ctrl-C does, so the finally runs.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        _check_args(args)
         serve(args, examples_dir)
     except (ArtifactError, CheckpointError, ValueError) as e:
         print(f"python -m demo: {e}", file=sys.stderr)

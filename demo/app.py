@@ -10,6 +10,7 @@ corrupt files and decompression bombs before any check could refuse them).
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,7 @@ def build_app(
 
 def classify_tab(runtimes: RuntimeSet, examples: list[Path], max_upload_bytes: int) -> None:
     """One photo through every variant: prediction, table, latency bars."""
-
-    def on_classify(payload: Any, runs: Any) -> tuple[Any, ...]:
-        return handlers.classify_upload(runtimes, payload, runs, max_upload_bytes)
-
+    on_classify = partial(handlers.classify_upload, runtimes, max_bytes=max_upload_bytes)
     with gr.Tab("Classify", id="classify"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=300):
@@ -168,10 +166,6 @@ def classify_tab(runtimes: RuntimeSet, examples: list[Path], max_upload_bytes: i
 
 def benchmark_tab(runtimes: RuntimeSet) -> None:
     """Throughput of every variant over batch sizes."""
-
-    def on_benchmark(max_batch: Any, runs: Any) -> tuple[Any, ...]:
-        return handlers.benchmark(runtimes, max_batch, runs)
-
     with gr.Tab("Benchmark", id="benchmark"):
         gr.Markdown(
             "Random images in batches of 1 to 256: median latency over the timed runs, "
@@ -192,7 +186,7 @@ def benchmark_tab(runtimes: RuntimeSet) -> None:
         throughput = gr.Plot(label="Throughput")
         sweep_df = gr.Dataframe(label="Images per second", interactive=False)
         button.click(
-            on_benchmark,
+            partial(handlers.benchmark, runtimes),
             inputs=[max_batch, runs],
             outputs=[sweep_df, throughput, speedup],
             api_name="benchmark",
@@ -204,10 +198,7 @@ def benchmark_tab(runtimes: RuntimeSet) -> None:
 
 def folding_tab(runtimes: RuntimeSet) -> None:
     """The fold report, the ONNX op counts, and one layer's weights before and after."""
-
-    def on_layer(name: Any) -> Any:
-        return handlers.layer_figure(runtimes, name)
-
+    on_layer = partial(handlers.layer_figure, runtimes)
     layers = folding.weight_layers(runtimes.unfolded, runtimes.folded)
     first_folded = next(
         (r.target for r in runtimes.fold_report.records if r.folded and r.target in layers),

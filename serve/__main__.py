@@ -24,6 +24,7 @@ CLUSTER_EXCLUDES = ["artifacts/", ".venv/", ".git/", "*.pt", "*.onnx"]
 
 def get_args_parser() -> argparse.ArgumentParser:
     from demo.artifacts import add_artifact_flags
+    from demo.flags import bounded
     from serve.config import (
         DEFAULT_BATCH_WAIT_MS,
         DEFAULT_DECODE_THREADS,
@@ -39,38 +40,43 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     add_artifact_flags(parser, "<stem>.folded.onnx")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
     parser.add_argument(
-        "--replicas", type=int, default=1, help="model replicas in the cluster (default: 1)"
+        "--port", type=bounded(int, 1, 65535), default=8000, help="HTTP port (default: 8000)"
+    )
+    parser.add_argument(
+        "--replicas",
+        type=bounded(int, 1),
+        default=1,
+        help="model replicas in the cluster (default: 1)",
     )
     parser.add_argument(
         "--max-batch",
-        type=int,
+        type=bounded(int, 1),
         default=DEFAULT_MAX_BATCH,
         help=f"largest dynamic batch, also the most files per multipart request (default: "
         f"{DEFAULT_MAX_BATCH})",
     )
     parser.add_argument(
         "--batch-wait-ms",
-        type=float,
+        type=bounded(float, 0),
         default=DEFAULT_BATCH_WAIT_MS,
         help=f"how long a batch waits to fill (default: {DEFAULT_BATCH_WAIT_MS})",
     )
     parser.add_argument(
         "--max-body-mb",
-        type=float,
+        type=bounded(float, 0, above=True),
         default=DEFAULT_MAX_BODY_MB,
         help=f"largest request body in MiB (default: {DEFAULT_MAX_BODY_MB:g})",
     )
     parser.add_argument(
         "--decode-threads",
-        type=int,
+        type=bounded(int, 1),
         default=DEFAULT_DECODE_THREADS,
         help=f"image-decoding threads per replica (default: {DEFAULT_DECODE_THREADS})",
     )
     parser.add_argument(
         "--cpus-per-replica",
-        type=float,
+        type=bounded(float, 0, above=True),
         default=1.0,
         help="CPUs Ray reserves per replica; fractions pack replicas tighter (default: 1)",
     )
@@ -90,26 +96,6 @@ def get_args_parser() -> argparse.ArgumentParser:
         "Ray and stop it on exit)",
     )
     return parser
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be 1..65535, got {args.port}")
-    for flag, value in (
-        ("--replicas", args.replicas),
-        ("--max-batch", args.max_batch),
-        ("--decode-threads", args.decode_threads),
-    ):
-        if value < 1:
-            raise ValueError(f"{flag} must be at least 1, got {value}")
-    for flag, value in (
-        ("--max-body-mb", args.max_body_mb),
-        ("--cpus-per-replica", args.cpus_per_replica),
-    ):
-        if value <= 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
-    if args.batch_wait_ms < 0:
-        raise ValueError(f"--batch-wait-ms must be 0 or more, got {args.batch_wait_ms}")
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> None:
@@ -215,7 +201,6 @@ def main(argv: argparse.Namespace | Sequence[str] | None = None) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
-        _check_args(args)
         run(args, stop)
     except (ArtifactError, ModelFileError, ValueError) as e:
         print(f"python -m serve: {e}", file=sys.stderr)

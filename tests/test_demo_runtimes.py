@@ -350,7 +350,13 @@ def test_cli_exits_2_with_one_line_when_artifacts_are_missing(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--port", "0", "--port"), ("--threads", "0", "--threads"), ("--data", "/nowhere", "--data")],
+    [
+        ("--port", "0", "argument --port: must be at least 1 and at most 65535, got 0"),
+        ("--threads", "0", "argument --threads: must be at least 1, got 0"),
+        ("--max-upload-mb", "nan", "argument --max-upload-mb: must be above 0, got nan"),
+        ("--upload-max-age-s", "x", "argument --upload-max-age-s: invalid int value: 'x'"),
+        ("--data", "/nowhere", "argument --data: /nowhere is not a folder"),
+    ],
 )
 def test_cli_refuses_bad_flags_with_exit_2(demo_artifacts, capsys, flag, value, message):
     from demo.__main__ import main
@@ -363,8 +369,10 @@ def test_cli_refuses_bad_flags_with_exit_2(demo_artifacts, capsys, flag, value, 
         flag,
         value,
     ]
-    assert main(args) == 2
-    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_examples_are_held_out_photos_or_synthetic_notes(demo_artifacts, tmp_path):

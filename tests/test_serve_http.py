@@ -5,7 +5,8 @@ an empty body, a form without files, a form over ``max_files`` and a malformed f
 body over ``max_bytes`` is 413 whether its Content-Length says so (nothing read) or it streams
 past the limit without one; a non-numeric Content-Length is 400; a decoder refusal maps to 415
 (not an image), 413 (too many pixels) or 422 (a broken image); ``--ingress`` settings name
-only the Ray Serve variables they mean to set and refuse an unknown mode.
+only the Ray Serve variables they mean to set and refuse an unknown mode; bad flags stop
+parsing with one argparse error naming the flag, exit code 2, before Ray starts.
 """
 
 from __future__ import annotations
@@ -155,3 +156,31 @@ def test_ingress_settings():
     assert files and all(v.startswith("/w") for v in files), "HAProxy files outside workdir"
     with pytest.raises(ValueError, match="--ingress must be one of"):
         ingress_env("nginx", "/w")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--port", "65536", "must be at least 1 and at most 65535, got 65536"),
+        ("--replicas", "0", "must be at least 1, got 0"),
+        ("--max-batch", "-3", "must be at least 1, got -3"),
+        ("--decode-threads", "0", "must be at least 1, got 0"),
+        ("--batch-wait-ms", "-1", "must be at least 0, got -1"),
+        ("--max-body-mb", "inf", "must be above 0, got inf"),
+        ("--cpus-per-replica", "0", "must be above 0, got 0"),
+    ],
+)
+def test_cli_refuses_bad_flags_before_ray_with_exit_2(capsys, flag, value, message):
+    from serve.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([flag, value])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"argument {flag}: {message}")
+
+
+def test_cli_flags_accept_their_edges():
+    from serve.__main__ import get_args_parser
+
+    args = get_args_parser().parse_args(["--port", "65535", "--batch-wait-ms", "0"])
+    assert (args.port, args.batch_wait_ms, args.cpus_per_replica) == (65535, 0.0, 1.0)

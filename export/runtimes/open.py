@@ -78,9 +78,24 @@ def _open_ort(variant: Variant, sources: Sources) -> Runner:
 
 
 def _open_openvino(variant: Variant, sources: Sources) -> Runner:
-    from export.runtimes.openvino_runner import open_openvino
+    from export.runtimes.openvino_runner import OpenVinoRunner, openvino_unavailable
 
-    return open_openvino(variant, sources.onnx_for(variant))
+    if variant.cuda:
+        raise Unavailable("OpenVINO has no CUDA device (its GPU plugin is for Intel GPUs)")
+    reason = openvino_unavailable()
+    if reason:
+        raise Unavailable(reason)
+    import openvino as ov
+
+    path, options = sources.onnx_for(variant), variant.options
+    config = {"PERFORMANCE_HINT": options.hint, "INFERENCE_PRECISION_HINT": options.precision}
+    if options.threads is not None:
+        config["INFERENCE_NUM_THREADS"] = int(options.threads)
+    try:
+        compiled = ov.Core().compile_model(str(path), "CPU", config)
+    except Exception as e:  # OpenVINO raises its own RuntimeError subclasses with C++ text
+        raise Unavailable(f"openvino could not compile {path.name}: {first_line(e)}") from e
+    return OpenVinoRunner(variant, compiled)
 
 
 OPENERS: dict[str, Callable[[Variant, Sources], Runner]] = {

@@ -15,15 +15,9 @@ doubled the batch-1 latency here, 110 µs instead of 55); ``step`` is one synchr
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import numpy as np
 
-from export.runtimes.errors import Unavailable, first_line
 from export.runtimes.runner import Bound, Runner, logits_first
-
-log = logging.getLogger(__name__)
 
 PEERS_HINT = "pip install -e '.[peers]' (openvino from PyPI)"
 
@@ -35,33 +29,6 @@ def openvino_unavailable() -> str | None:
     except ImportError:
         return f"openvino is not installed: it is an optional peer, {PEERS_HINT}"
     return None
-
-
-def compile_options(options) -> dict[str, str | int]:
-    """OpenVINO config for :class:`~export.runtimes.variant.OpenVinoOptions`."""
-    config: dict[str, str | int] = {
-        "PERFORMANCE_HINT": options.hint,
-        "INFERENCE_PRECISION_HINT": options.precision,
-    }
-    if options.threads is not None:
-        config["INFERENCE_NUM_THREADS"] = int(options.threads)
-    return config
-
-
-def open_openvino(variant, path: Path) -> OpenVinoRunner:
-    """``path`` compiled for OpenVINO's CPU plugin, or Unavailable saying why not."""
-    if variant.cuda:
-        raise Unavailable("OpenVINO has no CUDA device (its GPU plugin is for Intel GPUs)")
-    reason = openvino_unavailable()
-    if reason:
-        raise Unavailable(reason)
-    import openvino as ov
-
-    try:
-        compiled = ov.Core().compile_model(str(path), "CPU", compile_options(variant.options))
-    except Exception as e:  # OpenVINO raises its own RuntimeError subclasses with C++ text
-        raise Unavailable(f"openvino could not compile {path.name}: {first_line(e)}") from e
-    return OpenVinoRunner(variant, compiled)
 
 
 class OpenVinoRunner(Runner):

@@ -240,11 +240,7 @@ def _compile(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     import torch._inductor.config as inductor_config
 
     compiled = torch.compile(model, dynamic=False)
-
-    def call() -> torch.Tensor:
-        with torch.no_grad():
-            return compiled(x)
-
+    call = _under(torch.no_grad, lambda: compiled(x))
     try:
         with inductor_config.patch(freezing=True):
             call()
