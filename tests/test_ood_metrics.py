@@ -73,6 +73,20 @@ def test_threshold_rejects_at_most_the_target_and_not_needlessly_fewer(n, target
     assert round(rejected * n) == int(target * n + 1e-9)
 
 
+def test_too_few_images_for_the_target_extrapolate_with_a_normal_fit():
+    """20 images cannot show a 2% quantile: their max would reject ~1/21 of new images."""
+    scores = torch.randn(20, generator=torch.Generator().manual_seed(7)).double()
+    t = threshold_for(scores, 0.02)
+    assert t == pytest.approx(float(scores.mean() + 2.0537489 * scores.std()), abs=1e-6)
+    assert t > float(scores.max())  # the max alone (1.36 here) would reject far more
+    outlier = torch.randn(20, generator=torch.Generator().manual_seed(5)).double()
+    assert threshold_for(outlier, 0.02) == float(outlier.max())  # never below the max
+    fresh = torch.randn(200_000, generator=torch.Generator().manual_seed(6)).double()
+    fresh = fresh * scores.std() + scores.mean()  # new images from the fitted distribution
+    assert false_reject(fresh, t) == pytest.approx(0.02, abs=0.002)
+    assert threshold_for(scores[:2], 0.02) == float(scores[:2].max())  # no fit from 2 images
+
+
 def test_threshold_with_ties_never_exceeds_target():
     scores = torch.tensor([1.0] * 50 + [2.0] * 50)
     assert false_reject(scores, threshold_for(scores, 0.02)) <= 0.02
