@@ -294,12 +294,11 @@ def test_a_broken_quantisation_fails_the_export_and_publishes_nothing(
     real = quantize.quantize_folded
 
     def broken(folded, out, calibration, config=None):
-        """The real int8 file with the last quantised layer's weight scales negated."""
+        """The real int8 file with the last layer's weight scales negated."""
         path = real(folded, out, calibration, config)
         proto = onnx.load_model(path)
         producer = {o: n for n in proto.graph.node for o in n.output}
-        # the last quantised Gemm (weight from a DequantizeLinear): fc2 (fc3 writes the logits
-        # and stays fp32)
+        # the last quantised Gemm (weight from a DequantizeLinear): fc3, not the fp32 kNN Gemm
         dequantised = {
             o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output
         }
