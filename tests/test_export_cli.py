@@ -294,20 +294,13 @@ def test_a_broken_quantisation_fails_the_export_and_publishes_nothing(
     real = quantize.quantize_folded
 
     def broken(folded, out, calibration, config=None):
-        """The real int8 file with the last layer's weight scales negated."""
+        """The real int8 file with the layer that writes the logits negated (weight and bias)."""
         path = real(folded, out, calibration, config)
         proto = onnx.load_model(path)
         producer = {o: n for n in proto.graph.node for o in n.output}
-        # the last quantised Gemm (weight from a DequantizeLinear): fc3, not the fp32 kNN Gemm
-        dequantised = {
-            o for n in proto.graph.node if n.op_type == "DequantizeLinear" for o in n.output
-        }
-        gemm = [n for n in proto.graph.node if n.op_type == "Gemm" and n.input[1] in dequantised][
-            -1
-        ]
-        name = producer[gemm.input[1]].input[1]
-        init = next(i for i in proto.graph.initializer if i.name == name)
-        init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), name))
+        for name in producer["logits"].input[1:]:  # fc3 stays fp32: initialisers, no Q/DQ
+            init = next(i for i in proto.graph.initializer if i.name == name)
+            init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), name))
         onnx.save_model(proto, path)
         return path
 
