@@ -23,11 +23,11 @@ import numpy as np
 from demo.images import MAX_UPLOAD_BYTES, ImageRejected, decode_image, read_upload
 from demo.inference import UNKNOWN
 from export.networks import OODInfo
+from train.preprocess import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 MAX_FILES = 200  # per batch, zip members included
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class BatchRejected(ValueError):

@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from train.preprocess import IMAGE_SUFFIXES
+
 if TYPE_CHECKING:
     from bnfold.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 def source_folder(ckpt: Checkpoint, data: str | Path | None) -> Path | None:

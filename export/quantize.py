@@ -68,10 +68,6 @@ def non_logits_nodes(model) -> list[str]:
     return [n.name for n in model.graph.node if id(n) not in needed]
 
 
-def _logits_writers(model) -> list[str]:
-    return [n.name for n in model.graph.node if LOGITS in n.output]
-
-
 class _Batches:
     """An ``onnxruntime.quantization.CalibrationDataReader`` over an N×3×H×W array."""
 
@@ -112,7 +108,8 @@ def quantize_folded(
             "checkpoint's photos"
         )
     proto = onnx.load_model(str(folded))
-    keep = [*non_logits_nodes(proto), *_logits_writers(proto), *config.exclude]
+    writes_logits = [n.name for n in proto.graph.node if LOGITS in n.output]
+    keep = [*non_logits_nodes(proto), *writes_logits, *config.exclude]
     input_name = proto.graph.input[0].name
     reader = _Batches(input_name, calibration)
     CalibrationDataReader.register(_Batches)

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from bnfold.checkpoint import TRAIN_FACTORY, ModelSpec, load_checkpoint
+from bnfold.checkpoint import TRAIN_FACTORY, ModelSpec, load_checkpoint, save_checkpoint
 from train import recipe, trainer
 from train.dataset import ImageSet
 from train.engine import NonFiniteLossError, batches, evaluate, train_one_epoch
@@ -212,6 +212,14 @@ def test_resume_with_different_flags_is_refused(run, tmp_path, data_dir, change)
         fit(_config(data_dir, out, epochs=3, resume=True, **change))
     assert "\n" not in str(e.value)
     assert out.read_bytes() == before
+
+
+def test_resume_without_the_moving_average_state_is_refused(run, tmp_path, data_dir):
+    out = tmp_path / "no-ema.pt"
+    save_checkpoint(run["ckpt"].replace(ema=None), out)
+    with pytest.raises(ValueError, match="lacks its moving-average state") as e:
+        fit(_config(data_dir, out, epochs=3, resume=True))
+    assert "\n" not in str(e.value)
 
 
 def test_cosine_resume_recomputes_the_rate_and_refuses_other_epochs(tmp_path, data_dir):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from bnfold.checkpoint import Checkpoint
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "INPUT_SIZE",
     "MEAN",
     "STD",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 INPUT_SIZE = (32, 32)  # (height, width) of new training runs, as the course resizes
+# File names that are taken for photos where a folder or an archive also holds other files.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as the course normalises (new runs)
 STD = (0.229, 0.224, 0.225)
 DECODE_BUDGET_PIXELS = 60_000_000  # full-size pixels decoded at once, across threads

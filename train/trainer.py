@@ -163,6 +163,8 @@ def _check_resumable(old: Checkpoint, cfg: TrainConfig, out: Path) -> None:
                 f"--resume: {out} was trained with {key}={old.args.get(key)!r}, "
                 f"not {getattr(cfg, key)!r}; pass the same flags or a new --out"
             )
+    if cfg.ema_decay and old.ema is None:
+        raise ValueError(f"--resume: {out} lacks its moving-average state: start a new --out")
 
 
 def fit(cfg: TrainConfig) -> Checkpoint:
@@ -221,12 +223,11 @@ def _fit(cfg: TrainConfig) -> Checkpoint:
 
     ckpt = _new_checkpoint(cfg, data)
     if resumed is not None:
-        if average is not None and resumed.ema is not None:
+        # _check_resumable: ``ema`` is there when averaging
+        served.load_state_dict(resumed.state_dict)
+        if average is not None:
             model.load_state_dict(resumed.ema["live"])
-            served.load_state_dict(resumed.state_dict)
             average.n_averaged.fill_(int(resumed.ema["n_averaged"]))
-        else:
-            model.load_state_dict(resumed.state_dict)
         optimizer.load_state_dict(resumed.optimizer)
         scheduler.load_state_dict(resumed.scheduler)
         generator.set_state(resumed.rng)

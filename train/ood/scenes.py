@@ -96,17 +96,38 @@ def face(rng: np.random.Generator) -> Image.Image:
     cx, cy = rng.uniform(0.3 * w, 0.7 * w), rng.uniform(0.4 * h, 0.6 * h)
     fw, fh = rng.uniform(0.18, 0.4) * w, rng.uniform(0.35, 0.6) * h
     hair = tuple(int(c) for c in rng.integers(0, 120, 3))
-    draw.ellipse((cx - fw * 1.1, cy - fh * 1.15, cx + fw * 1.1, cy + fh * 0.6), fill=hair)
+    _head(draw, (cx, cy, fw, fh), skin, hair, hair_to=0.6, close_up=True)
+    return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
+
+
+def _head(
+    draw: ImageDraw.ImageDraw,
+    oval: tuple[float, float, float, float],
+    skin: tuple[int, ...],
+    hair: tuple[int, ...],
+    *,
+    hair_to: float,
+    close_up: bool,
+) -> None:
+    """Hair, a skin oval (centre and half-sizes ``oval``), eyes and a mouth.
+
+    ``hair_to``: how far down the face the hair reaches, in half-heights; ``close_up`` eyes
+    have whites, pupils and brows, a distant face's are two dark dots.
+    """
+    cx, cy, fw, fh = oval
+    draw.ellipse((cx - fw * 1.1, cy - fh * 1.15, cx + fw * 1.1, cy + fh * hair_to), fill=hair)
     draw.ellipse((cx - fw, cy - fh, cx + fw, cy + fh), fill=skin)
     eye = max(1.0, fw * 0.12)
     for side in (-1, 1):
         ex, ey = cx + side * fw * 0.4, cy - fh * 0.15
+        if not close_up:
+            draw.ellipse((ex - eye * 1.4, ey - eye, ex + eye * 1.4, ey + eye), fill=hair)
+            continue
         draw.ellipse((ex - eye * 1.6, ey - eye, ex + eye * 1.6, ey + eye), fill=(240, 240, 235))
         draw.ellipse((ex - eye * 0.8, ey - eye * 0.8, ex + eye * 0.8, ey + eye * 0.8), fill=hair)
         draw.line((ex - eye * 2, ey - eye * 2.5, ex + eye * 2, ey - eye * 2.8), fill=hair, width=1)
     mouth = tuple(int(c * 0.7) for c in skin)
     draw.ellipse((cx - fw * 0.35, cy + fh * 0.4, cx + fw * 0.35, cy + fh * 0.55), fill=mouth)
-    return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
 
 
 # Clothes of portrait photos: dark suits and uniforms (navy, black, charcoal), white and bright.
@@ -151,14 +172,7 @@ def portrait(rng: np.random.Generator) -> Image.Image:
             [(cx - fw * 0.5, top), (cx, top + fh * 0.8), (cx + fw * 0.5, top)], fill=(235, 235, 230)
         )
     hair = tuple(int(c) for c in rng.integers(0, 140, 3))
-    draw.ellipse((cx - fw * 1.1, cy - fh * 1.15, cx + fw * 1.1, cy + fh * 0.5), fill=hair)
-    draw.ellipse((cx - fw, cy - fh, cx + fw, cy + fh), fill=skin)
-    eye = max(1.0, fw * 0.12)
-    for side in (-1, 1):
-        ex, ey = cx + side * fw * 0.4, cy - fh * 0.15
-        draw.ellipse((ex - eye * 1.4, ey - eye, ex + eye * 1.4, ey + eye), fill=hair)
-    mouth = tuple(int(c * 0.7) for c in skin)
-    draw.ellipse((cx - fw * 0.35, cy + fh * 0.4, cx + fw * 0.35, cy + fh * 0.55), fill=mouth)
+    _head(draw, (cx, cy, fw, fh), skin, hair, hair_to=0.5, close_up=False)
     return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.5))))
 
 

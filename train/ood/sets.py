@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from train.dataset import decode_file
-from train.preprocess import INPUT_SIZE, to_uint8_tensor
+from train.preprocess import IMAGE_SUFFIXES, INPUT_SIZE, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ EVAL_SEED = 2000  # far from NEGATIVES_SEED, the training negatives' seed
 NEGATIVES_SEED = 100
 PHOTO_SHARE = 4  # training negatives: photo crops per image of every other kind
 CANVAS = (96, 64)  # (width, height) drawn before the resize, about a phone photo's aspect
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # (package, path inside it) of natural photos that ship with installed packages.
 BUNDLED_PHOTOS = (
     ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
